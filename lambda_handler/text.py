@@ -191,4 +191,3 @@ class Tokenizer:
         """Read a tokenizer written by `save`."""
         with open(path, encoding="utf-8") as handle:
             return cls.from_dict(json.load(handle))
-

@@ -1,0 +1,381 @@
+"""Shared fixtures: small Kaggle-format CSV files that the tests write themselves, and a tiny
+ONNX model directory for the serving tests (`serving_*`, at the end)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lambda_handler.files import sha256_file, write_bytes_atomic, write_json_atomic
+from lambda_handler.text import Tokenizer, shipped_stopwords, words
+
+TOPICS = {
+    "cs.CV": "image segmentation convolutional pixels camera detection vision",
+    "cs.CL": "language translation tokens corpus parsing speech text",
+    "cs.LG": "gradient optimization training generalization neural learning",
+    "math.OC": "convex optimization constraints duality solver programming",
+}
+
+
+def write_kaggle_csv(
+    path: Path, rows: list[tuple[str, str, str]], extra_columns: bool = False
+) -> Path:
+    """Write rows (title, abstract, terms) as a Kaggle-format CSV."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        header = ["titles", "summaries", "terms"] + (["word_count"] if extra_columns else [])
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(list(row) + (["1"] if extra_columns else []))
+    return path
+
+
+def synthetic_rows(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
+    """Papers whose words reveal their categories, with ACM/MSC noise in the terms."""
+    rng = random.Random(seed)
+    codes = list(TOPICS)
+    rows = []
+    for i in range(n):
+        chosen = rng.sample(codes, rng.choice([1, 1, 2]))
+        vocabulary = " ".join(TOPICS[c] for c in chosen).split()
+        abstract = " ".join(rng.choice(vocabulary) for _ in range(40)) + f" paper{i}"
+        terms = [*chosen, "I.2.7"] if i % 5 == 0 else chosen
+        rows.append((f"Study {i} of {chosen[0]}", abstract, repr(terms)))
+    return rows
+
+
+@pytest.fixture
+def small_csv(tmp_path: Path) -> Path:
+    """400 synthetic papers in the Kaggle format."""
+    return write_kaggle_csv(tmp_path / "papers.csv", synthetic_rows(400))
+
+
+# --- Serving (lambda_handler) fixtures, prefixed `serving_` -------------------------------------
+# A tiny but real model directory built without TensorFlow: an ONNX graph from onnx.helper
+# (Gather embedding → bidirectional native LSTM → masked mean+max pooling → MatMul/Add →
+# Sigmoid), a seeded numpy reference of the same network, and a Service loaded from it.
+
+SERVING_LABELS = (
+    ("cs.CV", "Computer Vision and Pattern Recognition", 0.5),
+    ("cs.LG", "Machine Learning", 0.45),
+    ("cs.CL", "Computation and Language", 0.5),
+    ("cs.AI", "Artificial Intelligence", 0.6),
+    ("stat.ML", "Machine Learning", 0.4),
+    ("cs.RO", "Robotics", 0.55),
+)
+SERVING_SENTENCES = (
+    "Convolutional neural networks for image segmentation and object detection.",
+    "Transformer language models for machine translation and text summarization.",
+    "Reinforcement learning agents for robot navigation and grasping.",
+    "Stochastic gradient descent convergence for deep neural network training.",
+    "Bayesian inference with Gaussian processes and variational approximations.",
+    "Large language models answer questions about images and video.",
+    "Graph neural networks learn molecular property prediction.",
+)
+SERVING_MODEL_NAME = "tiny-test-lstm"
+SERVING_MODEL_VERSION = "2026.11.25-tiny"
+
+
+@dataclass(frozen=True)
+class ServingNetwork:
+    """Weights of the tiny BiLSTM, and a numpy forward pass equal to the ONNX graph's."""
+
+    embedding: np.ndarray  # [vocab, embed]
+    w: np.ndarray  # [2, 4H, embed], ONNX gate order i, o, f, c
+    r: np.ndarray  # [2, 4H, H]
+    b: np.ndarray  # [2, 8H]
+    dense_w: np.ndarray  # [4H, labels]
+    dense_b: np.ndarray  # [labels]
+
+    @property
+    def hidden(self) -> int:
+        return self.r.shape[-1]
+
+    @classmethod
+    def random(
+        cls, vocab: int, n_labels: int, seed: int = 7, embed: int = 8, hidden: int = 6
+    ) -> ServingNetwork:
+        rng = np.random.default_rng(seed)
+
+        def normal(*shape: int, scale: float) -> np.ndarray:
+            return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+        return cls(
+            embedding=normal(vocab, embed, scale=1.0),
+            w=normal(2, 4 * hidden, embed, scale=0.6),
+            r=normal(2, 4 * hidden, hidden, scale=0.4),
+            b=normal(2, 8 * hidden, scale=0.2),
+            dense_w=normal(4 * hidden, n_labels, scale=1.5),
+            dense_b=normal(n_labels, scale=0.5),
+        )
+
+    def predict(self, tokens: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+        """Probabilities for an already (pre-)padded int batch `[batch, time]`, in float64."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        x = self.embedding.astype(np.float64)[tokens]  # [B, T, E]
+        forward = self._direction(x, 0, reverse=False)
+        backward = self._direction(x, 1, reverse=True)
+        sequence = np.concatenate([forward, backward], axis=-1)  # [B, T, 2H]
+        mask = (tokens != 0).astype(np.float64)[..., None]
+        count = np.maximum(mask.sum(axis=1), 1.0)
+        mean = (sequence * mask).sum(axis=1) / count
+        maximum = (sequence + (mask - 1.0) * 1e4).max(axis=1)
+        logits = np.concatenate([mean, maximum], axis=-1) @ self.dense_w + self.dense_b
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def _direction(self, x: np.ndarray, d: int, reverse: bool) -> np.ndarray:
+        def sigmoid(v: np.ndarray) -> np.ndarray:
+            return 1.0 / (1.0 + np.exp(-v))
+
+        h_size = self.hidden
+        w, r = self.w[d].astype(np.float64), self.r[d].astype(np.float64)
+        bias = self.b[d, : 4 * h_size].astype(np.float64) + self.b[d, 4 * h_size :]
+        batch, steps, _ = x.shape
+        h = np.zeros((batch, h_size))
+        c = np.zeros((batch, h_size))
+        out = np.zeros((batch, steps, h_size))
+        for t in reversed(range(steps)) if reverse else range(steps):
+            gates = x[:, t] @ w.T + h @ r.T + bias
+            i, o, f, g = np.split(gates, 4, axis=-1)
+            c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+            h = sigmoid(o) * np.tanh(c)
+            out[:, t] = h
+        return out
+
+
+def build_serving_onnx(network: ServingNetwork) -> bytes:
+    """The network as an opset-17 ONNX graph: `tokens` int32 [batch, time] → `probabilities`."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    hidden = network.hidden
+    n_labels = network.dense_b.shape[0]
+    init = [
+        numpy_helper.from_array(network.embedding, "embedding"),
+        numpy_helper.from_array(network.w, "W"),
+        numpy_helper.from_array(network.r, "R"),
+        numpy_helper.from_array(network.b, "B"),
+        numpy_helper.from_array(network.dense_w, "dense_w"),
+        numpy_helper.from_array(network.dense_b, "dense_b"),
+        numpy_helper.from_array(np.array([0], dtype=np.int32), "pad_id"),
+        numpy_helper.from_array(np.array([0, 0, 2 * hidden], dtype=np.int64), "seq_shape"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis_time"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis_feature"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+        numpy_helper.from_array(np.array(1e4, dtype=np.float32), "big"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["embedding", "tokens"], ["embedded"], axis=0),
+        helper.make_node("Transpose", ["embedded"], ["time_major"], perm=[1, 0, 2]),
+        helper.make_node(
+            "LSTM",
+            ["time_major", "W", "R", "B"],
+            ["lstm_y"],
+            hidden_size=hidden,
+            direction="bidirectional",
+        ),
+        helper.make_node("Transpose", ["lstm_y"], ["batch_major"], perm=[2, 0, 1, 3]),
+        helper.make_node("Reshape", ["batch_major", "seq_shape"], ["sequence"]),
+        helper.make_node("Equal", ["tokens", "pad_id"], ["is_pad"]),
+        helper.make_node("Not", ["is_pad"], ["is_word"]),
+        helper.make_node("Cast", ["is_word"], ["mask2"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask2", "axis_feature"], ["mask"]),
+        helper.make_node("Mul", ["sequence", "mask"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis_time"], ["total"], keepdims=0),
+        helper.make_node("ReduceSum", ["mask", "axis_time"], ["raw_count"], keepdims=0),
+        helper.make_node("Max", ["raw_count", "one"], ["count"]),
+        helper.make_node("Div", ["total", "count"], ["mean"]),
+        helper.make_node("Sub", ["mask", "one"], ["mask_minus_one"]),
+        helper.make_node("Mul", ["mask_minus_one", "big"], ["penalty"]),
+        helper.make_node("Add", ["sequence", "penalty"], ["penalised"]),
+        helper.make_node("ReduceMax", ["penalised"], ["maximum"], axes=[1], keepdims=0),
+        helper.make_node("Concat", ["mean", "maximum"], ["features"], axis=1),
+        helper.make_node("MatMul", ["features", "dense_w"], ["product"]),
+        helper.make_node("Add", ["product", "dense_b"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["probabilities"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_bilstm",
+        [helper.make_tensor_value_info("tokens", TensorProto.INT32, ["batch", "time"])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n_labels])],
+        initializer=init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def serving_tokenizer() -> Tokenizer:
+    """A Tokenizer fitted on a few sentences, with the shipped English stopwords."""
+    stopwords = shipped_stopwords()
+    documents = [words(sentence, "", stopwords) for sentence in SERVING_SENTENCES]
+    return Tokenizer.fit(documents, vocab_size=40, stopwords=stopwords, max_length=50)
+
+
+def write_serving_manifest(directory: Path, **overrides: object) -> dict:
+    """(Re)write manifest.json for the files in `directory`; `overrides` replace top-level keys."""
+    names = ("model.onnx", "tokenizer.json", "labels.json")
+    files = {
+        name: {"sha256": sha256_file(directory / name), "bytes": (directory / name).stat().st_size}
+        for name in names
+    }
+    manifest = {
+        "format_version": 1,
+        "model": {"name": SERVING_MODEL_NAME, "version": SERVING_MODEL_VERSION},
+        "created": "2026-11-25T20:00:00Z",
+        "files": files,
+        "io": {"input": "tokens", "output": "probabilities", "opset": 17},
+        **overrides,
+    }
+    write_json_atomic(directory / "manifest.json", manifest)
+    return manifest
+
+
+def build_serving_model_dir(directory: Path, network: ServingNetwork) -> Path:
+    """Write model.onnx, tokenizer.json, labels.json and (last) manifest.json to `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(directory / "model.onnx", build_serving_onnx(network))
+    serving_tokenizer().save(directory / "tokenizer.json")
+    labels = [
+        {"code": code, "name": name, "threshold": threshold, "support": 10}
+        for code, name, threshold in SERVING_LABELS
+    ]
+    write_json_atomic(directory / "labels.json", {"format_version": 1, "labels": labels})
+    write_serving_manifest(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def serving_network() -> ServingNetwork:
+    """The tiny network's seeded weights, with `.predict` as the numpy reference."""
+    return ServingNetwork.random(vocab=serving_tokenizer().size, n_labels=len(SERVING_LABELS))
+
+
+@pytest.fixture(scope="session")
+def serving_model_dir(tmp_path_factory: pytest.TempPathFactory, serving_network) -> Path:
+    """A valid model directory shared by the session: treat it as read-only."""
+    return build_serving_model_dir(tmp_path_factory.mktemp("serving") / "model", serving_network)
+
+
+@pytest.fixture
+def make_serving_model_dir(tmp_path: Path, serving_model_dir: Path) -> Callable[..., Path]:
+    """Factory: a private copy of the valid model directory under tmp_path, free to tamper with."""
+
+    def make(name: str = "model") -> Path:
+        return Path(shutil.copytree(serving_model_dir, tmp_path / name))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def serving_service(serving_model_dir: Path):
+    """A Service loaded from `serving_model_dir` (one ONNX session for the whole test run)."""
+    from lambda_handler.service import Service
+    from lambda_handler.settings import Settings
+
+    return Service.from_settings(Settings(model_dir=serving_model_dir))
+
+
+def serving_v1_event(
+    method: str = "POST",
+    path: str = "/classify",
+    body: object = None,
+    headers: dict[str, str] | None = None,
+    *,
+    base64_body: bool = False,
+    stage: str = "prod",
+    request_id: str = "apigw-v1-request",
+) -> dict:
+    """An API Gateway REST API (v1) proxy event; dict/list bodies are sent as JSON."""
+    text, encoded = _serving_body(body, base64_body)
+    headers = {"Content-Type": "application/json"} if headers is None else headers
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abcdef1234",
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": f"/{stage}{path}",
+            "stage": stage,
+            "requestId": request_id,
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": "pytest"},
+        },
+        "body": text,
+        "isBase64Encoded": encoded,
+    }
+
+
+def serving_v2_event(
+    method: str = "POST",
+    path: str = "/classify",
+    body: object = None,
+    headers: dict[str, str] | None = None,
+    *,
+    base64_body: bool = False,
+    stage: str = "$default",
+    request_id: str = "apigw-v2-request",
+) -> dict:
+    """An API Gateway HTTP API (payload 2.0) event; a named stage prefixes rawPath."""
+    text, encoded = _serving_body(body, base64_body)
+    headers = {"content-type": "application/json"} if headers is None else headers
+    raw_path = path if stage == "$default" else f"/{stage}{path}"
+    event = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abcdef1234",
+            "domainName": "abcdef1234.execute-api.eu-west-1.amazonaws.com",
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "pytest",
+            },
+            "requestId": request_id,
+            "routeKey": "$default",
+            "stage": stage,
+            "timeEpoch": 1764100000000,
+        },
+        "isBase64Encoded": encoded,
+    }
+    if text is not None:
+        event["body"] = text
+    return event
+
+
+SERVING_EVENT_BUILDERS = {"v1": serving_v1_event, "v2": serving_v2_event}
+
+
+def _serving_body(body: object, base64_body: bool) -> tuple[str | None, bool]:
+    if body is None:
+        return None, False
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    if base64_body:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        return base64.b64encode(raw).decode("ascii"), True
+    return (data.decode("utf-8") if isinstance(data, bytes) else data), False

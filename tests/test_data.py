@@ -1,0 +1,165 @@
+"""Loading, label filtering, deduplication, splitting and every bad-input error of train/data.py."""
+
+import gzip
+
+import numpy as np
+import pytest
+from conftest import synthetic_rows, write_kaggle_csv
+
+from train.data import (
+    DataError,
+    Paper,
+    deduplicate,
+    load_papers,
+    multi_hot,
+    parse_terms,
+    prepare,
+    split,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("['cs.CV', 'cs.LG']", ["cs.CV", "cs.LG"]),
+        ("[]", []),
+        ("[' stat.ML ']", ["stat.ML"]),
+        ("'cs.CV'", None),
+        ("['cs.CV'", None),
+        ("[1, 2]", None),
+        ("__import__('os').system('true')", None),
+        ("", None),
+    ],
+)
+def test_parse_terms_reads_list_literals_safely(raw, expected):
+    assert parse_terms(raw) == expected
+
+
+def test_load_keeps_arxiv_codes_only_and_counts_what_it_drops(tmp_path):
+    path = write_kaggle_csv(
+        tmp_path / "a.csv",
+        [
+            ("T1", "abstract one", "['cs.CV', 'I.2.7', '68T50']"),
+            ("T2", "abstract two", "['14J60 (Primary)', 'na']"),
+            ("T3", "abstract three", "['hep-th', 'cond-mat.mtrl-sci']"),
+        ],
+        extra_columns=True,
+    )
+    papers, counts, dropped = load_papers(path)
+    assert [p.labels for p in papers] == [("cs.CV",), ("hep-th", "cond-mat.mtrl-sci")]
+    assert counts["papers_without_arxiv_code"] == 1
+    assert dropped == {"I.2.7": 1, "68T50": 1, "14J60 (Primary)": 1, "na": 1}
+
+
+def test_deduplicate_merges_by_normalised_title_and_by_abstract_uniting_labels():
+    papers = [
+        Paper("Deep Nets!", "first abstract", ("cs.LG",)),
+        Paper("deep   nets", "another abstract", ("stat.ML",)),
+        Paper("Other", "first  abstract", ("cs.CV",)),
+        Paper("Unrelated", "third abstract", ("cs.CL",)),
+    ]
+    merged, duplicates = deduplicate(papers)
+    assert duplicates == 2
+    assert merged == [
+        Paper("Deep Nets!", "first abstract", ("cs.LG", "stat.ML", "cs.CV")),
+        Paper("Unrelated", "third abstract", ("cs.CL",)),
+    ]
+
+
+def test_split_is_deterministic_80_10_10_and_drops_rare_labels():
+    papers = [
+        Paper(f"t{i}", f"a{i}", ("cs.CV",) if i % 50 else ("cs.CV", "q-bio.NC"))
+        for i in range(1000)
+    ]
+    papers[7] = Paper("t7", "a7", ("q-bio.NC",))
+    (train, val, test), labels, rare = split(papers, seed=3, min_label_count=20)
+    assert labels == ["cs.CV"] and set(rare) == {"q-bio.NC"}
+    assert len(val) + len(test) == 200 - sum(p.title == "t7" for p in val + test)
+    assert len(train) + len(val) + len(test) == 999
+    again, _, _ = split(papers, seed=3, min_label_count=20)
+    assert again[0] == train
+    other, _, _ = split(papers, seed=4, min_label_count=20)
+    assert other[0] != train
+
+
+def test_prepare_reports_counts_for_every_step(small_csv):
+    splits = prepare(small_csv, seed=42, min_label_count=5)
+    assert splits.counts["rows_read"] == 400
+    assert splits.counts["train"] + splits.counts["val"] + splits.counts["test"] == 400
+    assert splits.labels == ["cs.CL", "cs.CV", "cs.LG", "math.OC"]
+    assert splits.dropped_codes["I.2.7"] == 80
+
+
+def test_multi_hot_follows_label_order():
+    matrix = multi_hot([Paper("t", "a", ("b", "a")), Paper("u", "c", ("c",))], ["a", "b"])
+    np.testing.assert_array_equal(matrix, [[1, 1], [0, 0]])
+
+
+def test_few_unparsable_terms_are_skipped_and_counted(tmp_path):
+    rows = synthetic_rows(300)
+    rows[10] = ("Broken", "abstract", "['cs.CV'")
+    papers, counts, _ = load_papers(write_kaggle_csv(tmp_path / "a.csv", rows))
+    assert counts["rows_unparsable_terms"] == 1 and len(papers) == 299
+
+
+def test_gzipped_csv_is_read(tmp_path):
+    plain = write_kaggle_csv(tmp_path / "a.csv", synthetic_rows(50))
+    packed = tmp_path / "a.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert len(load_papers(packed)[0]) == 50
+
+
+def bad_file(tmp_path, kind):
+    path = tmp_path / ("bad.csv.gz" if kind == "bad gzip" else "bad.csv")
+    if kind == "missing file":
+        return path, "no such file"
+    contents = {
+        "empty file": (b"", "empty"),
+        "header only": (b"titles,summaries,terms\n", "no rows"),
+        "missing column": (b"titles,summaries\nT,abstract\n", "missing column(s) terms"),
+        "binary garbage": (bytes(range(256)) * 40, "not a"),
+        "broken quote": (
+            b'titles,summaries,terms\nT,"never closed,x\nU,a,b\n',
+            "EOF inside string",
+        ),
+        "bad gzip": (b"\x1f\x8b\x08\x00garbage" * 10, "gzip"),
+        "too many unparsable terms": (
+            b"titles,summaries,terms\n" + b"".join(b"T%d,abstract,cs.CV\n" % i for i in range(20)),
+            "unparsable 'terms'",
+        ),
+        "no arXiv code": (
+            b"titles,summaries,terms\nT,abstract,\"['I.2.7']\"\n",
+            "no paper with an arXiv",
+        ),
+    }
+    data, message = contents[kind]
+    path.write_bytes(data)
+    return path, message
+
+
+BAD_KINDS = [
+    "missing file",
+    "empty file",
+    "header only",
+    "missing column",
+    "binary garbage",
+    "broken quote",
+    "bad gzip",
+    "too many unparsable terms",
+    "no arXiv code",
+]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_bad_input_raises_one_line_error_naming_the_file(tmp_path, kind):
+    path, message = bad_file(tmp_path, kind)
+    with pytest.raises(DataError) as caught:
+        prepare(path, seed=1, min_label_count=1)
+    text = str(caught.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_too_little_data_after_filtering_is_an_error(tmp_path):
+    path = write_kaggle_csv(tmp_path / "a.csv", synthetic_rows(30))
+    with pytest.raises(DataError, match="too little data"):
+        prepare(path, seed=1, min_label_count=1000)

@@ -1,0 +1,82 @@
+"""The BiLSTM: shape, padding-blind pooling, length batches and a short fit that learns."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from train.lstm import (  # noqa: E402
+    LSTMConfig,
+    MaskedMeanMaxPooling,
+    build_model,
+    length_batches,
+    padded_batch,
+    predict,
+    train,
+)
+from train.thresholds import best_global_micro_f1  # noqa: E402
+
+TINY = LSTMConfig(embedding_dim=8, units=4, epochs=3, batch_size=16, learning_rate=0.02)
+
+
+def test_model_maps_token_batches_to_label_probabilities():
+    model = build_model(vocab_size=50, n_labels=3, config=TINY)
+    out = model(np.array([[0, 0, 5, 6], [7, 8, 9, 10]], dtype=np.int32)).numpy()
+    assert out.shape == (2, 3) and np.all((out > 0) & (out < 1))
+    assert not any(
+        "mask" in str(layer.get_config()) and layer.get_config().get("mask_zero")
+        for layer in model.layers
+    )
+
+
+def test_pooling_ignores_padding_positions():
+    sequence = np.arange(12, dtype=np.float32).reshape(1, 4, 3)
+    tokens = np.array([[0, 0, 4, 5]], dtype=np.int32)
+    pooled = MaskedMeanMaxPooling()([sequence, tokens]).numpy()
+    np.testing.assert_allclose(pooled, [[7.5, 8.5, 9.5, 9.0, 10.0, 11.0]])
+
+
+def test_length_batches_cover_every_index_once_and_group_similar_lengths():
+    lengths = [5, 100, 6, 98, 7, 99]
+    batches = length_batches(lengths, 3)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(6))
+    assert [sorted(lengths[i] for i in b) for b in batches] == [[5, 6, 7], [98, 99, 100]]
+    shuffled = length_batches(lengths, 2, np.random.default_rng(0))
+    assert sorted(np.concatenate(shuffled).tolist()) == list(range(6))
+
+
+def test_padded_batch_pre_pads_and_never_returns_zero_width():
+    sequences = [[4, 5, 6], [7], []]
+    np.testing.assert_array_equal(padded_batch(sequences, np.array([0, 1])), [[4, 5, 6], [0, 0, 7]])
+    assert padded_batch(sequences, np.array([2])).shape == (1, 1)
+
+
+def test_short_training_learns_a_token_rule_and_predict_keeps_order():
+    rng = np.random.default_rng(0)
+    sequences, targets = [], np.zeros((400, 2), dtype=np.float32)
+    for i in range(400):
+        words = [
+            int(t)
+            for t in rng.choice([t for t in range(2, 30) if t not in (9, 17)], rng.integers(3, 12))
+        ]
+        words.insert(int(rng.integers(0, len(words))), 9 if i % 2 else 17)
+        sequences.append(words)
+        targets[i, i % 2] = 1
+    config = LSTMConfig(embedding_dim=8, units=8, epochs=6, batch_size=16, learning_rate=0.02)
+    model, history = train(
+        sequences[:320],
+        targets[:320],
+        sequences[320:],
+        targets[320:],
+        30,
+        config,
+        best_global_micro_f1,
+        verbose=0,
+    )
+    assert history["loss"][-1] < history["loss"][0]
+    probabilities = predict(model, sequences[320:])
+    assert best_global_micro_f1(targets[320:], probabilities) > 0.9
+    single = model(np.array([sequences[330]], dtype=np.int32)).numpy()[0]
+    np.testing.assert_allclose(predict(model, [sequences[330]])[0], single, atol=1e-6)
+    # inside a batch, leading pads nudge the forward LSTM's state only slightly
+    np.testing.assert_allclose(probabilities[10], single, atol=0.02)

@@ -1,0 +1,136 @@
+"""`train/run.py` end to end: the real sample data, every CLI error path, interrupted runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import synthetic_rows, write_kaggle_csv
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = [sys.executable, str(REPO / "train" / "run.py")]
+SAMPLE = os.environ.get("ARXIV_SAMPLE_CSV")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k != "ARXIV_DATA"} | (env or {})
+    return subprocess.run(
+        [*RUN, *args], capture_output=True, text=True, env=environment, timeout=600
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not SAMPLE, reason="set ARXIV_SAMPLE_CSV to the Kaggle sample CSV (.ci/run does)"
+)
+def test_end_to_end_on_the_kaggle_sample(tmp_path):
+    artifacts, reports = tmp_path / "artifacts", tmp_path / "reports"
+    result = run_cli(
+        "--data", SAMPLE, "--epochs", "1", "--vocab-size", "3000", "--min-label-count", "5",
+        "--artifacts", str(artifacts), "--reports", str(reports), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rows read: 1,000" in result.stdout and "duplicates merged: 7" in result.stdout
+
+    names = {p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file()}
+    assert names == {
+        "lstm.keras", "tokenizer.json", "labels.json", "data.json", "test_split.jsonl.gz",
+        "baseline/vocabulary.json", "baseline/weights.npz", "baseline/labels.json",
+    }  # fmt: skip
+    labels = json.loads((artifacts / "labels.json").read_text())
+    assert labels["labels"][0].keys() == {"code", "name", "threshold", "support"}
+    names_by_code = {label["code"]: label["name"] for label in labels["labels"]}
+    assert names_by_code["cs.CV"] == "Computer Vision and Pattern Recognition"
+    assert all(0 < label["threshold"] < 1 for label in labels["labels"])
+
+    metrics = json.loads((reports / "metrics.json").read_text())
+    for model in ("baseline", "lstm"):
+        test = metrics["models"][model]["test"]
+        for key in (
+            "micro_f1",
+            "macro_f1",
+            "samples_f1",
+            "micro_precision",
+            "micro_recall",
+            "p_at_1",
+            "p_at_3",
+        ):
+            assert 0 <= test[key] <= 1
+        assert set(test["per_label"]) == set(names_by_code)
+    assert metrics["models"]["baseline"]["test"]["p_at_1"] > 0.5  # it learned something
+    assert metrics["data"]["counts"]["rows_read"] == 1000
+    for plot in ("training_curves.png", "per_label_f1.png"):
+        assert (reports / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (reports / "report.md").read_text()
+    assert "| micro-F1 |" in report and "cs.CV" in report
+
+
+@pytest.mark.parametrize(
+    ("contents", "message"),
+    [
+        (None, "no such file"),
+        (b"", "the file is empty"),
+        (b"titles,summaries\nT,a\n", "missing column(s) terms"),
+        (bytes(range(256)) * 50, "not a"),
+        (b'titles,summaries,terms\nT,"open quote,x\n', "not a valid CSV"),
+    ],
+)
+def test_bad_data_exits_non_zero_with_one_line(tmp_path, contents, message):
+    path = tmp_path / "input.csv"
+    if contents is not None:
+        path.write_bytes(contents)
+    result = run_cli(
+        "--data", str(path), "--artifacts", str(tmp_path / "a"), "--reports", str(tmp_path / "r")
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {path}: ")
+    assert message in result.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "r").exists()
+
+
+def test_data_comes_from_the_environment_when_no_flag(tmp_path):
+    result = run_cli(
+        "--artifacts", str(tmp_path / "a"), env={"ARXIV_DATA": str(tmp_path / "env.csv")}
+    )
+    assert (
+        result.returncode == 2 and f"error: {tmp_path / 'env.csv'}: no such file" in result.stderr
+    )
+
+
+def test_invalid_option_is_a_usage_error(tmp_path):
+    result = run_cli("--epochs", "0")
+    assert result.returncode == 2 and "--epochs must be a positive integer" in result.stderr
+
+
+def test_interrupted_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch):
+    pipeline = pytest.importorskip("train.pipeline")
+    from train.data import prepare
+    from train.lstm import LSTMConfig
+
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "lstm.keras").write_bytes(b"previous model")
+    path = write_kaggle_csv(tmp_path / "papers.csv", synthetic_rows(200))
+    splits = prepare(path, seed=1, min_label_count=5)
+    settings = pipeline.Settings(
+        vocab_size=200,
+        lstm=LSTMConfig(embedding_dim=4, units=2, epochs=1),
+        artifacts=artifacts,
+        reports=tmp_path / "reports",
+        verbose=0,
+    )
+
+    def interrupt(papers):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "jsonl_gz", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(path, splits, settings)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in artifacts.iterdir()] == ["lstm.keras"]
+    assert (artifacts / "lstm.keras").read_bytes() == b"previous model"
+    assert not (tmp_path / "reports").exists()

@@ -1,0 +1,220 @@
+"""Load, clean, deduplicate and split an arXiv abstracts CSV (Kaggle format).
+
+The Kaggle file has columns `titles`, `summaries`, `terms`, where `terms` is a Python-list
+string mixing arXiv categories with ACM and MSC codes. Everything that is dropped is counted,
+so the run can print where every row went.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import gzip
+import itertools
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from train.categories import is_arxiv_category
+
+REQUIRED_COLUMNS = ("titles", "summaries", "terms")
+MAX_UNPARSABLE_FRACTION = 0.01
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
+class DataError(Exception):
+    """A problem with the input data, reported to the user as one line."""
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One deduplicated paper with its arXiv category codes."""
+
+    title: str
+    abstract: str
+    labels: tuple[str, ...]
+
+
+@dataclass
+class Splits:
+    """Train/validation/test papers, the kept label set and the counts behind them."""
+
+    train: list[Paper]
+    val: list[Paper]
+    test: list[Paper]
+    labels: list[str]
+    counts: dict[str, int] = field(default_factory=dict)
+    dropped_codes: Counter[str] = field(default_factory=Counter)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """Read a Kaggle-format CSV or CSV.gz; raise DataError naming the file and the problem."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            compression="infer",
+            encoding="utf-8",
+            on_bad_lines="error",
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a CSV file (it is not UTF-8 text)") from None
+    except (gzip.BadGzipFile, zlib.error, EOFError):
+        raise DataError(f"{path}: not a valid gzip file") from None
+    except (pd.errors.ParserError, csv.Error) as error:
+        detail = " ".join(str(error).split())
+        raise DataError(f"{path}: not a valid CSV file ({detail})") from None
+    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns[:8]))
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found: {found})")
+    if frame.empty:
+        raise DataError(f"{path}: the file has a header but no rows")
+    return frame
+
+
+def parse_terms(raw: str) -> list[str] | None:
+    """Parse a `terms` cell such as "['cs.CV', 'cs.LG']"; None when it is not a list of strings."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        return None
+    return [v.strip() for v in value]
+
+
+def normalize_title(title: str) -> str:
+    """Title key for deduplication: case, punctuation and spacing ignored."""
+    return _NOT_ALNUM.sub(" ", title.casefold()).strip()
+
+
+def load_papers(path: Path) -> tuple[list[Paper], dict[str, int], Counter[str]]:
+    """Parse and deduplicate papers, keeping arXiv codes only; returns papers, counts, dropped."""
+    frame = read_csv(path)
+    counts = {"rows_read": len(frame)}
+    dropped_codes: Counter[str] = Counter()
+    papers: list[Paper] = []
+    unparsable = empty_text = 0
+    for title, abstract, raw_terms in frame[list(REQUIRED_COLUMNS)].itertuples(index=False):
+        terms = parse_terms(raw_terms)
+        if terms is None:
+            unparsable += 1
+            continue
+        if not abstract.strip():
+            empty_text += 1
+            continue
+        labels = []
+        for code in terms:
+            if is_arxiv_category(code):
+                labels.append(code)
+            else:
+                dropped_codes[code] += 1
+        papers.append(Paper(title.strip(), abstract.strip(), tuple(dict.fromkeys(labels))))
+    if unparsable > MAX_UNPARSABLE_FRACTION * len(frame):
+        raise DataError(
+            f"{path}: {unparsable} of {len(frame)} rows have an unparsable 'terms' value "
+            f"(more than {MAX_UNPARSABLE_FRACTION:.0%}); is this the Kaggle format?"
+        )
+    counts["rows_unparsable_terms"] = unparsable
+    counts["rows_empty_abstract"] = empty_text
+    unique, duplicates = deduplicate(papers)
+    counts["duplicates_merged"] = duplicates
+    with_labels = [paper for paper in unique if paper.labels]
+    counts["papers_without_arxiv_code"] = len(unique) - len(with_labels)
+    counts["papers_unique"] = len(with_labels)
+    return with_labels, counts, dropped_codes
+
+
+def deduplicate(papers: list[Paper]) -> tuple[list[Paper], int]:
+    """Merge papers sharing a normalised title or an abstract; labels are united.
+
+    A paper listed twice keeps its first position, so the later split stays deterministic.
+    """
+    merged: list[Paper] = []
+    index_by_key: dict[tuple[str, str], int] = {}
+    for paper in papers:
+        keys = (
+            ("title", normalize_title(paper.title)),
+            ("abstract", " ".join(paper.abstract.split())),
+        )
+        found = next((index_by_key[key] for key in keys if key in index_by_key), None)
+        if found is None:
+            found = len(merged)
+            merged.append(paper)
+        else:
+            kept = merged[found]
+            labels = tuple(dict.fromkeys(kept.labels + paper.labels))
+            merged[found] = Paper(kept.title, kept.abstract, labels)
+        for key in keys:
+            index_by_key.setdefault(key, found)
+    return merged, len(papers) - len(merged)
+
+
+def split(
+    papers: list[Paper],
+    *,
+    seed: int,
+    min_label_count: int,
+    fractions: tuple[float, float] = (0.8, 0.1),
+) -> tuple[list[list[Paper]], list[str], Counter[str]]:
+    """Shuffle deterministically into train/val/test; keep labels with enough training papers."""
+    order = np.random.default_rng(seed).permutation(len(papers))
+    n_train = round(fractions[0] * len(papers))
+    n_val = round(fractions[1] * len(papers))
+    bounds = (0, n_train, n_train + n_val, len(papers))
+    parts = [[papers[i] for i in order[start:end]] for start, end in itertools.pairwise(bounds)]
+    train_counts = Counter(label for paper in parts[0] for label in paper.labels)
+    labels = sorted(label for label, count in train_counts.items() if count >= min_label_count)
+    rare = Counter(
+        {label: count for label, count in train_counts.items() if count < min_label_count}
+    )
+    kept = set(labels)
+    filtered = []
+    for part in parts:
+        narrowed = [
+            Paper(paper.title, paper.abstract, tuple(lb for lb in paper.labels if lb in kept))
+            for paper in part
+        ]
+        filtered.append([paper for paper in narrowed if paper.labels])
+    return filtered, labels, rare
+
+
+def prepare(path: Path, *, seed: int, min_label_count: int) -> Splits:
+    """Everything from the CSV file to labelled splits, with the counts of every step."""
+    papers, counts, dropped_codes = load_papers(path)
+    if not papers:
+        raise DataError(f"{path}: no paper with an arXiv category code is left after filtering")
+    (train, val, test), labels, rare = split(papers, seed=seed, min_label_count=min_label_count)
+    counts["labels_kept"] = len(labels)
+    counts["labels_dropped_rare"] = len(rare)
+    counts["papers_without_kept_label"] = len(papers) - len(train) - len(val) - len(test)
+    counts.update({"train": len(train), "val": len(val), "test": len(test)})
+    if not labels or not train or not val or not test:
+        raise DataError(
+            f"{path}: too little data left after filtering ({len(labels)} labels with "
+            f"≥{min_label_count} training papers; {len(train)}/{len(val)}/{len(test)} papers "
+            "in train/val/test)"
+        )
+    return Splits(train, val, test, labels, counts, dropped_codes)
+
+
+def multi_hot(papers: list[Paper], labels: list[str]) -> np.ndarray:
+    """Binary label matrix, shape (papers, labels), in `labels` order."""
+    column = {label: j for j, label in enumerate(labels)}
+    matrix = np.zeros((len(papers), len(labels)), dtype=np.float32)
+    for i, paper in enumerate(papers):
+        for label in paper.labels:
+            if label in column:
+                matrix[i, column[label]] = 1.0
+    return matrix

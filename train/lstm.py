@@ -1,0 +1,184 @@
+"""The Keras BiLSTM classifier: architecture, length-bucketed batches and training loop.
+
+Design constraints from serving: no `mask_zero` (it exports to a slow ONNX `Loop`), pre-padding
+(so the forward LSTM ends on words), and pooling that ignores padding positions, so that a
+single abstract run at its real length scores the same as inside a padded batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from lambda_handler.text import PAD_ID, pad
+
+BUCKET_WIDTH = 16
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    """Hyper-parameters of the BiLSTM and its training schedule."""
+
+    embedding_dim: int = 128
+    units: int = 96
+    spatial_dropout: float = 0.25
+    dropout: float = 0.4
+    epochs: int = 8
+    patience: int = 2
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@keras.saving.register_keras_serializable(package="arxiv_classifier")
+class MaskedMeanMaxPooling(layers.Layer):
+    """Concatenated mean and max over time of the non-padding positions only."""
+
+    def call(self, inputs: list) -> object:
+        sequence, tokens = inputs
+        mask = ops.expand_dims(ops.cast(ops.not_equal(tokens, PAD_ID), sequence.dtype), -1)
+        count = ops.maximum(ops.sum(mask, axis=1), 1.0)
+        mean = ops.sum(sequence * mask, axis=1) / count
+        maximum = ops.max(sequence + (mask - 1.0) * 1e4, axis=1)
+        return ops.concatenate([mean, maximum], axis=-1)
+
+    def compute_output_shape(self, input_shape: list) -> tuple:
+        batch, _, features = input_shape[0]
+        return (batch, 2 * features)
+
+
+def build_model(vocab_size: int, n_labels: int, config: LSTMConfig) -> keras.Model:
+    """Embedding → SpatialDropout → BiLSTM → masked mean+max pooling → Dropout → sigmoid."""
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    x = layers.Embedding(vocab_size, config.embedding_dim, name="embedding")(tokens)
+    x = layers.SpatialDropout1D(config.spatial_dropout, seed=config.seed)(x)
+    x = layers.Bidirectional(
+        layers.LSTM(config.units, return_sequences=True, seed=config.seed), name="bilstm"
+    )(x)
+    x = MaskedMeanMaxPooling(name="pooling")([x, tokens])
+    x = layers.Dropout(config.dropout, seed=config.seed)(x)
+    probabilities = layers.Dense(n_labels, activation="sigmoid", name="probabilities")(x)
+    return keras.Model(tokens, probabilities, name="arxiv_bilstm")
+
+
+def length_batches(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None = None
+) -> list[np.ndarray]:
+    """Index batches of similar length (less padding, faster); shuffled when `rng` is given."""
+    lengths = np.asarray(lengths)
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+    else:
+        jitter = rng.uniform(0, BUCKET_WIDTH, size=len(lengths))
+        order = np.argsort(lengths + jitter, kind="stable")
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def padded_batch(sequences: Sequence[Sequence[int]], indices: np.ndarray) -> np.ndarray:
+    """Pre-padded int32 array of the chosen sequences, as long as the longest (at least 1)."""
+    chosen = [sequences[i] for i in indices]
+    length = max(1, max(len(seq) for seq in chosen))
+    return np.asarray(pad(chosen, length), dtype=np.int32)
+
+
+def bucketed_dataset(
+    sequences: list[list[int]], targets: np.ndarray, batch_size: int, seed: int
+) -> tf.data.Dataset:
+    """Training batches grouped by length, reshuffled every epoch, with a variable time axis.
+
+    The signature is explicit: Keras would otherwise infer a fixed length from the first batches.
+    """
+    lengths = [len(sequence) for sequence in sequences]
+    rng = np.random.default_rng(seed)
+    n_batches = math.ceil(len(sequences) / batch_size)
+
+    def batches():
+        for indices in length_batches(lengths, batch_size, rng):
+            yield padded_batch(sequences, indices), targets[indices]
+
+    signature = (
+        tf.TensorSpec(shape=(None, None), dtype=tf.int32),
+        tf.TensorSpec(shape=(None, targets.shape[1]), dtype=tf.float32),
+    )
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+def predict(model: keras.Model, sequences: list[list[int]], batch_size: int = 256) -> np.ndarray:
+    """Probabilities for every sequence, batched by length as the runtime batches."""
+    out = np.zeros((len(sequences), model.output_shape[-1]), dtype=np.float32)
+    for indices in length_batches([len(s) for s in sequences], batch_size):
+        out[indices] = model(padded_batch(sequences, indices), training=False).numpy()
+    return out
+
+
+class BestMicroF1(keras.callbacks.Callback):
+    """Track validation micro-F1 (best global threshold); keep the best weights, stop early."""
+
+    def __init__(self, sequences: list[list[int]], targets: np.ndarray, patience: int, score_fn):
+        super().__init__()
+        self.sequences, self.targets, self.patience, self.score_fn = (
+            sequences,
+            targets,
+            patience,
+            score_fn,
+        )
+        self.best, self.best_epoch, self.best_weights, self.history = -1.0, -1, None, []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        score = self.score_fn(self.targets, predict(self.model, self.sequences))
+        if logs is not None:
+            logs["val_micro_f1"] = score
+        self.history.append(score)
+        print(f" - val micro-F1 {score:.4f}", flush=True)
+        if score > self.best:
+            self.best, self.best_epoch = score, epoch
+            self.best_weights = self.model.get_weights()
+        elif epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def train(
+    train_sequences: list[list[int]],
+    train_targets: np.ndarray,
+    val_sequences: list[list[int]],
+    val_targets: np.ndarray,
+    vocab_size: int,
+    config: LSTMConfig,
+    score_fn,
+    verbose: int = 1,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Fit the BiLSTM with binary cross-entropy and cosine-decayed Adam; returns model, history."""
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(vocab_size, train_targets.shape[1], config)
+    batches = bucketed_dataset(train_sequences, train_targets, config.batch_size, config.seed)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=config.epochs * int(batches.cardinality()), alpha=0.05
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0),
+        loss="binary_crossentropy",
+    )
+    tracker = BestMicroF1(val_sequences, val_targets, config.patience, score_fn)
+    fitted = model.fit(batches, epochs=config.epochs, callbacks=[tracker], verbose=verbose)
+    history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
+    history["best_epoch"] = [float(tracker.best_epoch + 1)]
+    if not math.isfinite(history["loss"][-1]):
+        raise RuntimeError("LSTM training diverged (loss is not finite)")
+    return model, history

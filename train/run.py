@@ -1,0 +1,125 @@
+"""Train, evaluate and report the TF-IDF baseline and the BiLSTM on an arXiv abstracts CSV.
+
+Usage: python train/run.py [--data PATH] [options]; `--help` lists them. The data source is
+`--data`, else `$ARXIV_DATA`, else `data/arxiv_data.csv`, else a download of the Kaggle file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO / "data" / "arxiv_data.csv"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data", type=Path, help="CSV or CSV.gz in the Kaggle format (else $ARXIV_DATA)"
+    )
+    data.add_argument("--seed", type=int, default=42, help="split and training seed (default 42)")
+    data.add_argument(
+        "--min-label-count",
+        type=int,
+        default=20,
+        help="drop labels with fewer training papers (20)",
+    )
+    data.add_argument(
+        "--no-download", action="store_true", help="fail instead of downloading the data"
+    )
+    text = parser.add_argument_group("text")
+    text.add_argument(
+        "--vocab-size", type=int, default=20_000, help="LSTM vocabulary incl. padding and OOV ids"
+    )
+    text.add_argument(
+        "--max-length", type=int, default=200, help="tokens kept per paper (the first ones)"
+    )
+    model = parser.add_argument_group("models")
+    model.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="LSTM epochs at most (early stopping may end sooner)",
+    )
+    model.add_argument("--units", type=int, default=None, help="LSTM units per direction")
+    model.add_argument("--embedding-dim", type=int, default=None, help="embedding width")
+    model.add_argument("--batch-size", type=int, default=None, help="LSTM batch size")
+    model.add_argument("--baseline-max-features", type=int, default=None, help="TF-IDF features")
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--artifacts", type=Path, default=REPO / "artifacts", help="artifacts folder (./artifacts)"
+    )
+    out.add_argument(
+        "--reports", type=Path, default=REPO / "reports", help="reports folder (./reports)"
+    )
+    out.add_argument("--quiet", action="store_true", help="no Keras progress bar")
+    args = parser.parse_args(argv)
+    for name in (
+        "min_label_count",
+        "vocab_size",
+        "max_length",
+        "epochs",
+        "units",
+        "embedding_dim",
+        "batch_size",
+        "baseline_max_features",
+    ):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    return args
+
+
+def resolve_data(args: argparse.Namespace) -> Path:
+    """The data file: --data, then $ARXIV_DATA, then data/arxiv_data.csv, then a download."""
+    from train.download import KAGGLE_MIRROR_SHA256, KAGGLE_MIRROR_SIZE, KAGGLE_MIRROR_URL, download
+
+    if args.data is not None:
+        return args.data
+    if os.environ.get("ARXIV_DATA"):
+        return Path(os.environ["ARXIV_DATA"])
+    if DEFAULT_DATA.exists() or args.no_download:
+        return DEFAULT_DATA
+    print(f"No --data, $ARXIV_DATA or {DEFAULT_DATA}; downloading {KAGGLE_MIRROR_URL}", flush=True)
+    return download(
+        KAGGLE_MIRROR_URL,
+        DEFAULT_DATA,
+        expected_sha256=KAGGLE_MIRROR_SHA256,
+        expected_size=KAGGLE_MIRROR_SIZE,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from train.data import DataError, prepare
+    from train.download import DownloadError
+
+    try:
+        path = resolve_data(args)
+        print(f"Reading {path}", flush=True)
+        splits = prepare(path, seed=args.seed, min_label_count=args.min_label_count)
+    except (DataError, DownloadError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    from train.pipeline import Settings, run  # imports TensorFlow: only once the data is good
+
+    try:
+        run(path, splits, Settings.from_args(args))
+    except KeyboardInterrupt:
+        print("interrupted: previous artifacts and reports are untouched", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
