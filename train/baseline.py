@@ -96,6 +96,7 @@ def fit(
         dtype=np.float32,
     )
     features = vectorizer.fit_transform(documents)
+    features.sort_indices()  # workers get a read-only memmap and must not sort it in place
     classifier = OneVsRestClassifier(
         LogisticRegression(C=config.C, solver="liblinear", max_iter=1000), n_jobs=n_jobs
     )

@@ -31,6 +31,7 @@ class LSTMConfig:
     dropout: float = 0.4
     epochs: int = 8
     patience: int = 2
+    average: int = 3
     batch_size: int = 64
     learning_rate: float = 3e-3
     seed: int = 42
@@ -124,34 +125,51 @@ def predict(model: keras.Model, sequences: list[list[int]], batch_size: int = 25
     return out
 
 
-class BestMicroF1(keras.callbacks.Callback):
-    """Track validation micro-F1 (best global threshold); keep the best weights, stop early."""
+class EpochSelector(keras.callbacks.Callback):
+    """Score every epoch on validation, stop after `patience` epochs without gain, and keep
+    the better of the best epoch's weights and the average of the best `average` epochs'.
 
-    def __init__(self, sequences: list[list[int]], targets: np.ndarray, patience: int, score_fn):
+    Averaging weights along one training run ("model soup") often beats any single epoch; the
+    choice between the two is made on validation micro-F1, never on test data.
+    """
+
+    def __init__(self, sequences, targets, patience: int, average: int, score_fn):
         super().__init__()
-        self.sequences, self.targets, self.patience, self.score_fn = (
-            sequences,
-            targets,
-            patience,
-            score_fn,
-        )
-        self.best, self.best_epoch, self.best_weights, self.history = -1.0, -1, None, []
+        self.sequences, self.targets, self.score_fn = sequences, targets, score_fn
+        self.patience, self.average = patience, average
+        self.snapshots: list[tuple[float, int, list[np.ndarray]]] = []
+        self.chosen = ""
+
+    def score(self) -> float:
+        return self.score_fn(self.targets, predict(self.model, self.sequences))
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        score = self.score_fn(self.targets, predict(self.model, self.sequences))
+        score = self.score()
         if logs is not None:
             logs["val_micro_f1"] = score
-        self.history.append(score)
         print(f" - val micro-F1 {score:.4f}", flush=True)
-        if score > self.best:
-            self.best, self.best_epoch = score, epoch
-            self.best_weights = self.model.get_weights()
-        elif epoch - self.best_epoch >= self.patience:
+        self.snapshots.append((score, epoch, self.model.get_weights()))
+        best_epoch = max(self.snapshots, key=lambda snap: snap[0])[1]
+        if epoch - best_epoch >= self.patience:
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+        ranked = sorted(self.snapshots, key=lambda snap: -snap[0])
+        best_score, best_epoch, best_weights = ranked[0]
+        self.chosen, self.chosen_score = f"epoch {best_epoch + 1}", best_score
+        top = ranked[: self.average]
+        if len(top) > 1:
+            averaged = [
+                np.mean(layer, axis=0) for layer in zip(*(snap[2] for snap in top), strict=True)
+            ]
+            self.model.set_weights(averaged)
+            averaged_score = self.score()
+            epochs = "+".join(str(snap[1] + 1) for snap in sorted(top, key=lambda snap: snap[1]))
+            print(f" - weights averaged over epochs {epochs}: val micro-F1 {averaged_score:.4f}")
+            if averaged_score > best_score:
+                self.chosen, self.chosen_score = f"average of epochs {epochs}", averaged_score
+                return
+        self.model.set_weights(best_weights)
 
 
 def train(
@@ -163,7 +181,7 @@ def train(
     config: LSTMConfig,
     score_fn,
     verbose: int = 1,
-) -> tuple[keras.Model, dict[str, list[float]]]:
+) -> tuple[keras.Model, dict[str, object]]:
     """Fit the BiLSTM with binary cross-entropy and cosine-decayed Adam; returns model, history."""
     keras.utils.set_random_seed(config.seed)
     model = build_model(vocab_size, train_targets.shape[1], config)
@@ -175,10 +193,13 @@ def train(
         optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0),
         loss="binary_crossentropy",
     )
-    tracker = BestMicroF1(val_sequences, val_targets, config.patience, score_fn)
-    fitted = model.fit(batches, epochs=config.epochs, callbacks=[tracker], verbose=verbose)
+    selector = EpochSelector(val_sequences, val_targets, config.patience, config.average, score_fn)
+    fitted = model.fit(
+        batches, epochs=config.epochs, callbacks=[selector], verbose=verbose, shuffle=False
+    )
     history = {key: [float(v) for v in values] for key, values in fitted.history.items()}
-    history["best_epoch"] = [float(tracker.best_epoch + 1)]
+    history["selected"] = selector.chosen
+    history["selected_val_micro_f1"] = selector.chosen_score
     if not math.isfinite(history["loss"][-1]):
         raise RuntimeError("LSTM training diverged (loss is not finite)")
     return model, history

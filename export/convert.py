@@ -1,0 +1,91 @@
+"""Convert the Keras LSTM to ONNX with tf2onnx.
+
+tf2onnx's `from_keras` does not understand Keras 3 models, so the model is wrapped in a
+`tf.function` with a `[batch, time]` int32 signature and that function is converted. The same
+function serves as the Keras side of the parity gate, so both sides see identical inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime
+import tensorflow as tf
+import tf2onnx
+
+import train.lstm  # noqa: F401  (registers the custom layers that load_model must rebuild)
+from export import ExportError, first_line
+from export.graph import INPUT_NAME, OUTPUT_NAME, Predict
+
+DYNAMIC_DIMS = {INPUT_NAME: ("batch", "time"), OUTPUT_NAME: ("batch",)}
+
+
+def load_keras_model(path: Path, n_labels: int, vocab_size: int) -> keras.Model:
+    """Load the trained model and check that it fits the labels and the tokenizer."""
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad file; report them all alike
+        raise ExportError(f"cannot load Keras model {path}: {first_line(error)}") from None
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ExportError(f"{path}: expected one input and one output")
+    width = model.outputs[0].shape[-1]
+    if width != n_labels:
+        raise ExportError(f"{path} outputs {width} probabilities but labels.json lists {n_labels}")
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding) and layer.input_dim < vocab_size:
+            raise ExportError(
+                f"{path}: embedding {layer.name} has {layer.input_dim} rows "
+                f"but the tokenizer emits {vocab_size} ids"
+            )
+    return model
+
+
+def serving_function(model: keras.Model) -> tf.types.experimental.PolymorphicFunction:
+    """Inference-mode call of `model` on int32 `tokens [batch, time]`, output `probabilities`."""
+    signature = [tf.TensorSpec([None, None], tf.int32, name=INPUT_NAME)]
+    return tf.function(
+        lambda tokens: {OUTPUT_NAME: model(tokens, training=False)}, input_signature=signature
+    )
+
+
+def to_onnx(function: tf.types.experimental.PolymorphicFunction, opset: int) -> onnx.ModelProto:
+    """Convert a serving function; the dict output gives the ONNX output its name."""
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    model, _ = tf2onnx.convert.from_function(
+        function, input_signature=function.input_signature, opset=opset
+    )
+    _name_dynamic_dims(model.graph)
+    return model
+
+
+def _name_dynamic_dims(graph: onnx.GraphProto) -> None:
+    """Replace tf2onnx's `unk__N` names of the dynamic dimensions by `batch` and `time`."""
+    for value in [*graph.input, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        for dim, name in zip(dims, DYNAMIC_DIMS.get(value.name, ()), strict=False):
+            if not dim.HasField("dim_value"):
+                dim.dim_param = name
+
+
+def keras_predictor(function: tf.types.experimental.PolymorphicFunction) -> Predict:
+    """Probabilities `[batch, n_labels]` from the Keras model, for the parity gate."""
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return function(batch)[OUTPUT_NAME].numpy()
+
+    return predict
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the conversion toolchain, recorded in the manifest."""
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

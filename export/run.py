@@ -1,0 +1,93 @@
+"""Export the trained LSTM to a model directory, and optionally upload a model directory to S3.
+
+    python export/run.py                                  # artifacts/ -> lambda_handler/model/
+    python export/run.py --upload s3://bucket/prefix      # export, then upload
+    python export/run.py --skip-export --upload s3://bucket/prefix --out lambda_handler/model
+
+Exits 1 with a one-line message when the export or upload cannot go on; the output directory
+then still holds the previous model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from export import ExportError
+from export.artifacts import load_artifacts
+from export.graph import MIN_OPSET
+from export.parity import BATCH_SIZE
+from export.upload import parse_s3_uri, upload_model_dir
+
+logger = logging.getLogger("export")
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options; `--skip-export` only makes sense with `--upload`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--artifacts", type=Path, default=Path("artifacts"), help="train/run.py output"
+    )
+    parser.add_argument("--reports", type=Path, default=Path("reports"), help="holds metrics.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path("lambda_handler/model"), help="model directory to write"
+    )
+    parser.add_argument("--upload", metavar="S3_URI", help="upload --out to s3://bucket/prefix")
+    parser.add_argument(
+        "--skip-export", action="store_true", help="only upload the existing --out directory"
+    )
+    parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=BATCH_SIZE, help="parity-gate batch size"
+    )
+    args = parser.parse_args(argv)
+    if args.skip_export and not args.upload:
+        parser.error("--skip-export needs --upload")
+    if args.opset < MIN_OPSET:
+        parser.error(f"--opset must be at least {MIN_OPSET}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the export and/or the upload; return the process exit code."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="export: %(message)s")
+    try:
+        location = parse_s3_uri(args.upload) if args.upload else None
+        if not args.skip_export:
+            run_export(args)
+        if location is not None:
+            keys = upload_model_dir(args.out, location)
+            logger.info("uploaded %d files to %s, manifest last", len(keys), location)
+    except ExportError as error:
+        print(f"export: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> None:
+    """Check the artifacts, then export; TensorFlow is imported only now, as it takes seconds."""
+    artifacts = load_artifacts(args.artifacts, args.reports)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from export.pipeline import export_model
+
+    result = export_model(artifacts, args.out, opset=args.opset, batch_size=args.batch_size)
+    logger.info("wrote %s (model version %s)", result.out, result.version)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

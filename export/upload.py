@@ -1,0 +1,65 @@
+"""Upload a model directory to S3, manifest last.
+
+Readers accept a prefix only when its manifest matches every file, and the manifest goes up
+after all files, so a reader never accepts a half-uploaded model. The directory is verified
+against its manifest before anything is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from botocore.client import BaseClient
+from botocore.exceptions import BotoCoreError, ClientError
+
+from export import ExportError
+from export.manifest import MANIFEST_FILE, verify_model_dir
+
+CONTENT_TYPES = {".json": "application/json", ".onnx": "application/octet-stream"}
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """A bucket and a key prefix (no leading or trailing slash; may be empty)."""
+
+    bucket: str
+    prefix: str
+
+    def key(self, name: str) -> str:
+        """Object key of file `name` under the prefix."""
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def parse_s3_uri(uri: str) -> S3Location:
+    """`s3://bucket/some/prefix` -> S3Location("bucket", "some/prefix")."""
+    scheme, _, rest = uri.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme != "s3" or not bucket:
+        raise ExportError(f"not an S3 URI: {uri!r} (expected s3://bucket/prefix)")
+    return S3Location(bucket=bucket, prefix=prefix.strip("/"))
+
+
+def upload_model_dir(
+    directory: Path, location: S3Location, client: BaseClient | None = None
+) -> list[str]:
+    """Upload the files `directory`'s manifest lists, then the manifest; returns the keys."""
+    manifest = verify_model_dir(directory)
+    client = client or boto3.client("s3")
+    keys = []
+    for name in [*manifest["files"], MANIFEST_FILE]:
+        key = location.key(name)
+        content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
+        try:
+            client.upload_file(
+                str(directory / name), location.bucket, key, ExtraArgs={"ContentType": content_type}
+            )
+        except (BotoCoreError, ClientError, S3UploadFailedError) as error:
+            raise ExportError(f"upload of {name} to {location} failed: {error}") from None
+        keys.append(key)
+    return keys

@@ -1,0 +1,200 @@
+"""Command line: suggest arXiv categories for one paper or a file of papers.
+
+    python -m lambda_handler "<title>" "<abstract>"
+    python -m lambda_handler --file papers.csv      # columns title/abstract or titles/summaries
+    python -m lambda_handler --file papers.jsonl    # one {"title", "abstract"} object a line
+
+Each paper goes through the same validation and decision rule as the API (one paper at a time,
+so a paper's scores never depend on the others). Errors are one line on stderr; the exit status
+is 1 when the model or any paper failed, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import io
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lambda_handler.service import Service
+from lambda_handler.settings import Settings
+
+TITLE_COLUMNS = ("title", "titles")
+ABSTRACT_COLUMNS = ("abstract", "abstracts", "summary", "summaries")
+
+
+class InputError(Exception):
+    """A file the CLI cannot read as papers."""
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One paper read from the command line or a file; `where` locates it for error messages."""
+
+    id: str
+    where: str
+    fields: dict[str, object]
+
+
+def read_papers(path: Path) -> Iterator[Paper]:
+    """Papers from a CSV or JSONL file (optionally .gz), chosen by extension or first character."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from None
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise InputError(f"{path} is not valid gzip: {error}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text") from None
+    name = path.name.removesuffix(".gz").lower()
+    is_jsonl = name.endswith((".jsonl", ".ndjson", ".json")) or (
+        not name.endswith(".csv") and text.lstrip().startswith("{")
+    )
+    return _jsonl_papers(text) if is_jsonl else _csv_papers(text, path)
+
+
+def _pick(columns: dict[str, str], names: tuple[str, ...]) -> str | None:
+    return next((columns[name] for name in names if name in columns), None)
+
+
+def _csv_papers(text: str, path: Path) -> Iterator[Paper]:
+    csv.field_size_limit(1 << 24)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+    title_column = _pick(columns, TITLE_COLUMNS)
+    abstract_column = _pick(columns, ABSTRACT_COLUMNS)
+    if abstract_column is None:
+        raise InputError(
+            f"{path} needs an abstract column (abstract or summaries) and optionally a title "
+            f"column (title or titles); found {', '.join(columns) or 'no header'}"
+        )
+    id_column = columns.get("id")
+    for number, row in enumerate(reader, start=2):
+        title = row.get(title_column) if title_column else None
+        paper_id = row.get(id_column) if id_column else None
+        fields = {"title": title or "", "abstract": row.get(abstract_column) or ""}
+        yield Paper(paper_id or str(number), f"row {number}", fields)
+
+
+def _jsonl_papers(text: str) -> Iterator[Paper]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            record = json.loads(line)
+        except ValueError:
+            yield Paper(str(number), where, {"invalid": "not valid JSON"})
+            continue
+        if not isinstance(record, dict):
+            yield Paper(str(number), where, {"invalid": "not a JSON object"})
+            continue
+        title = next((record[key] for key in TITLE_COLUMNS if key in record), "")
+        abstract = next((record[key] for key in ABSTRACT_COLUMNS if key in record), None)
+        paper_id = record.get("id")
+        yield Paper(
+            str(paper_id) if paper_id is not None else str(number),
+            where,
+            {"title": title, "abstract": abstract},
+        )
+
+
+def classify(service: Service, paper: Paper, options: dict[str, object]) -> dict:
+    """The API's answer for one paper (via a direct invocation of the handler)."""
+    if "invalid" in paper.fields:
+        return {"statusCode": 400, "error": paper.fields["invalid"]}
+    answer = service.handle({**paper.fields, **options})
+    body = json.loads(answer["body"])
+    if answer["statusCode"] != 200:
+        return {"statusCode": answer["statusCode"], "error": body.get("message", "error")}
+    return {"statusCode": 200, "labels": body["results"][0]["labels"]}
+
+
+def format_table(labels: list[dict]) -> str:
+    """Suggested labels as an aligned text table."""
+    width = max([len("label")] + [len(item["label"]) for item in labels])
+    lines = [f"  {'label':<{width}}  score  name"]
+    lines += [f"  {i['label']:<{width}}  {i['score']:.3f}  {i['name']}" for i in labels]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lambda_handler",
+        description="Suggest arXiv categories for a paper's title and abstract.",
+    )
+    parser.add_argument("title", nargs="?", help="the paper's title")
+    parser.add_argument("abstract", nargs="?", help="the paper's abstract")
+    parser.add_argument("--file", type=Path, help="CSV or JSONL (.gz too) file of papers")
+    parser.add_argument("--top-k", type=int, help="at most this many labels per paper")
+    parser.add_argument("--threshold", type=float, help="one threshold for all labels")
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+    parser.add_argument("--model-dir", type=Path, help="model directory (default MODEL_DIR)")
+    args = parser.parse_args(argv)
+    if args.file is not None and (args.title is not None or args.abstract is not None):
+        parser.error("give either --file or a title and an abstract, not both")
+    if args.file is None and args.abstract is None:
+        parser.error('give a title and an abstract (use "" for no title), or --file')
+
+    settings = replace(Settings.from_env(), log_level="CRITICAL")
+    if args.model_dir is not None:
+        settings = replace(settings, model_dir=args.model_dir, model_s3_uri=None)
+    service = Service.from_settings(settings)
+    if service.classifier is None:
+        print(f"error: model unavailable: {service.failure}", file=sys.stderr)
+        return 1
+
+    options = {
+        key: value
+        for key, value in (("top_k", args.top_k), ("threshold", args.threshold))
+        if value is not None
+    }
+    if args.file is None:
+        papers: Iterator[Paper] = iter(
+            [Paper("", "", {"title": args.title, "abstract": args.abstract})]
+        )
+    else:
+        try:
+            papers = read_papers(args.file)
+        except InputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+
+    failed = 0
+    try:
+        for paper in papers:
+            outcome = classify(service, paper, options)
+            if outcome["statusCode"] != 200:
+                failed += 1
+                where = f"{paper.where}: " if paper.where else ""
+                print(f"error: {where}{outcome['error']}", file=sys.stderr)
+                continue
+            if args.json:
+                record = {"id": paper.id} if paper.id else {}
+                record["labels"] = outcome["labels"]
+                print(json.dumps(record, ensure_ascii=False))
+            else:
+                if paper.id:
+                    title = str(paper.fields.get("title") or "").strip().replace("\n", " ")
+                    print(f"{paper.id}: {title[:70] + ('…' if len(title) > 70 else '')}")
+                print(format_table(outcome["labels"]))
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""API Gateway proxy protocol: turn REST (v1), HTTP API (v2) and direct-invocation events into
+one `Request`, read JSON bodies, and build proxy responses and JSON errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MAX_BODY_BYTES = 1 << 20
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+KNOWN_PATHS = ("/classify", "/labels", "/health")
+
+
+class ApiError(Exception):
+    """A request the function refuses, answered as `{"error": code, "message": text}`."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = dict(headers or {})
+
+    def response(self) -> Response:
+        return json_response(
+            self.status, {"error": self.code, "message": self.message}, self.headers
+        )
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP answer; `to_proxy` gives the dict API Gateway expects from a proxy integration."""
+
+    status: int
+    body: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def to_proxy(self, request_id: str) -> dict[str, object]:
+        headers = {**self.headers, "X-Request-Id": request_id}
+        if self.body:
+            headers.setdefault("Content-Type", JSON_CONTENT_TYPE)
+        return {
+            "statusCode": self.status,
+            "headers": headers,
+            "body": self.body,
+            "isBase64Encoded": False,
+        }
+
+
+def json_response(
+    status: int, payload: object, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A compact UTF-8 JSON response."""
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Response(status, body, dict(headers or {}))
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the router needs from any event: method, route path, headers and body."""
+
+    source: str  # "v1", "v2" or "direct"
+    method: str
+    path: str  # see route_path
+    headers: Mapping[str, str]  # names lower-cased
+    body: str | None = None
+    is_base64: bool = False
+    payload: object = None  # a direct invocation's event, used as the classify body
+    gateway_request_id: str | None = None
+
+
+def parse_event(event: object) -> Request:
+    """Recognise the event's format; raise ApiError(400) for an unusable HTTP envelope."""
+    if not isinstance(event, dict):
+        raise ApiError(400, "invalid_event", "the event must be a JSON object")
+    context = event.get("requestContext")
+    context = context if isinstance(context, dict) else {}
+    gateway_id = context.get("requestId") if isinstance(context.get("requestId"), str) else None
+    http = context.get("http")
+    if event.get("version") == "2.0" or "rawPath" in event or "routeKey" in event:
+        http = http if isinstance(http, dict) else {}
+        method = http.get("method")
+        path = _first_str(event.get("rawPath"), http.get("path"))
+        source = "v2"
+    elif "httpMethod" in event or "requestContext" in event:
+        method = _first_str(event.get("httpMethod"), context.get("httpMethod"))
+        path = _first_str(event.get("path"), context.get("path"), event.get("resource"))
+        source = "v1"
+    else:
+        return Request("direct", "POST", "/classify", {}, payload=event)
+    if not isinstance(method, str) or not method:
+        raise ApiError(400, "invalid_event", "the HTTP event has no method")
+    if path is None:
+        raise ApiError(400, "invalid_event", "the HTTP event has no path")
+    body = event.get("body")
+    if body is not None and not isinstance(body, str):
+        raise ApiError(400, "invalid_event", "the HTTP event's body must be a string")
+    return Request(
+        source=source,
+        method=method.upper(),
+        path=route_path(path),
+        headers=_lower_headers(event),
+        body=body,
+        is_base64=event.get("isBase64Encoded") is True,
+        gateway_request_id=gateway_id,
+    )
+
+
+def route_path(path: str) -> str:
+    """The route a path names, whatever stage or base-path prefix precedes it.
+
+    `/classify`, `/prod/classify` (a v2 stage in rawPath) and `/api/v1/classify/` (a custom
+    domain's base path) all give `/classify`; other paths come back normalised, for a 404.
+    """
+    path = "/" + path.strip("/")
+    last = path[path.rfind("/") :]
+    return last if last in KNOWN_PATHS else path
+
+
+def read_json(request: Request) -> object:
+    """The request's JSON body, checked for content type, size, base64 and syntax."""
+    if request.source == "direct":
+        return request.payload
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"content type {media_type!r} is not supported; send application/json",
+        )
+    body = request.body
+    if not body:
+        raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
+    data: str | bytes
+    if request.is_base64:
+        if len(body) > (MAX_BODY_BYTES + 2) // 3 * 4:
+            raise _too_large()
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(
+                400, "invalid_base64", "the body is marked base64-encoded but is not valid base64"
+            ) from None
+        size = len(data)
+    else:
+        data = body
+        size = len(body) if len(body) > MAX_BODY_BYTES else _utf8_size(body)
+    if size > MAX_BODY_BYTES:
+        raise _too_large()
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:
+        detail = "not UTF-8" if isinstance(error, UnicodeDecodeError) else _json_problem(error)
+        raise ApiError(
+            400, "invalid_json", f"the request body is not valid JSON: {detail}"
+        ) from None
+
+
+def _too_large() -> ApiError:
+    return ApiError(
+        413, "payload_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes (1 MiB)"
+    )
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_problem(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at line {error.lineno} column {error.colno}"
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+
+
+def _first_str(*values: object) -> str | None:
+    return next((value for value in values if isinstance(value, str)), None)
+
+
+def _lower_headers(event: Mapping[str, object]) -> dict[str, str]:
+    """Header names lower-cased (they are case-insensitive); v1 multi-value headers too."""
+    headers: dict[str, str] = {}
+    multi = event.get("multiValueHeaders")
+    if isinstance(multi, dict):
+        for name, values in multi.items():
+            strings = isinstance(values, list) and all(isinstance(v, str) for v in values)
+            if isinstance(name, str) and strings and values:
+                headers[name.lower()] = ",".join(values)
+    single = event.get("headers")
+    if isinstance(single, dict):
+        for name, value in single.items():
+            if isinstance(name, str) and isinstance(value, str):
+                headers[name.lower()] = value
+    return headers

@@ -1,0 +1,110 @@
+"""The model directory's manifest.json: parse it, check its version, verify files against it.
+
+See docs/model_format.md. Both the local loader (model.py) and the S3 downloader (s3_model.py)
+trust a file only after its size and sha256 match the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+LABELS_FILE = "labels.json"
+REQUIRED_FILES = (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE)
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ModelError(Exception):
+    """The model cannot be served; the message names the problem without local paths."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file the manifest lists, with its expected size and checksum."""
+
+    name: str
+    sha256: str
+    size: int
+
+    def verify(self, data: bytes) -> None:
+        """Raise ModelError unless `data` has this entry's size and sha256."""
+        if len(data) != self.size:
+            raise ModelError(f"{self.name} is {len(data)} bytes but manifest.json says {self.size}")
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != self.sha256:
+            raise ModelError(
+                f"{self.name} sha256 {actual[:12]}… does not match manifest.json "
+                f"({self.sha256[:12]}…): the file is corrupt or was changed"
+            )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parts of manifest.json that serving relies on."""
+
+    name: str
+    version: str
+    files: Mapping[str, FileEntry]
+    input_name: str
+    output_name: str
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Manifest:
+        """Validate manifest.json's bytes; raise ModelError naming the first problem."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as error:
+            raise ModelError(f"manifest.json is not valid JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise ModelError("manifest.json must hold a JSON object")
+        version = data.get("format_version")
+        if type(version) is not int or version != FORMAT_VERSION:
+            raise ModelError(
+                f"manifest.json format_version is {version!r}; this function reads only "
+                f"format_version {FORMAT_VERSION}"
+            )
+        model, io, files = data.get("model"), data.get("io"), data.get("files")
+        if not isinstance(model, dict) or not all(
+            isinstance(model.get(key), str) and model.get(key) for key in ("name", "version")
+        ):
+            raise ModelError("manifest.json model must hold non-empty 'name' and 'version'")
+        if not isinstance(io, dict) or not all(
+            isinstance(io.get(key), str) and io.get(key) for key in ("input", "output")
+        ):
+            raise ModelError("manifest.json io must name the model's 'input' and 'output'")
+        if not isinstance(files, dict):
+            raise ModelError("manifest.json files must map file names to sha256 and bytes")
+        entries = {name: _file_entry(name, spec) for name, spec in files.items()}
+        missing = [name for name in REQUIRED_FILES if name not in entries]
+        if missing:
+            raise ModelError(f"manifest.json does not list {', '.join(missing)}")
+        return cls(
+            name=model["name"],
+            version=model["version"],
+            files=entries,
+            input_name=io["input"],
+            output_name=io["output"],
+        )
+
+
+def _file_entry(name: object, spec: object) -> FileEntry:
+    """One validated `files` entry; names must be plain file names (no paths)."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or name == MANIFEST_NAME:
+        raise ModelError(f"manifest.json lists an invalid file name {name!r}")
+    if not isinstance(spec, dict):
+        raise ModelError(f"manifest.json entry for {name} must be an object")
+    sha256, size = spec.get("sha256"), spec.get("bytes")
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise ModelError(f"manifest.json sha256 of {name} is not 64 lower-case hex digits")
+    if type(size) is not int or size < 0:
+        raise ModelError(f"manifest.json bytes of {name} is not a non-negative integer")
+    return FileEntry(name=name, sha256=sha256, size=size)

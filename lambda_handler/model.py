@@ -1,0 +1,237 @@
+"""The classifier: load and verify a model directory, score papers with onnxruntime, pick labels.
+
+Everything per-model (session, tokenizer, label names, thresholds as a numpy array) is built
+once at load, so a request only tokenizes, runs the graph and sorts a few scores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from lambda_handler.manifest import (
+    LABELS_FILE,
+    MANIFEST_NAME,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    Manifest,
+    ModelError,
+)
+from lambda_handler.text import OOV_ID, PAD_ID, Tokenizer
+
+LABELS_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Label:
+    """One arXiv category in model output order, with its tuned decision threshold."""
+
+    code: str
+    name: str
+    threshold: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Name and version of the served model, as the manifest states them."""
+
+    name: str
+    version: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version}
+
+
+@dataclass(frozen=True, eq=False)
+class Classifier:
+    """A verified model: tokenizer, onnxruntime session and label metadata."""
+
+    info: ModelInfo
+    labels: tuple[Label, ...]
+    tokenizer: Tokenizer
+    session: ort.InferenceSession
+    input_name: str
+    output_name: str
+    thresholds: np.ndarray = field(init=False, repr=False)
+    _output_names: list[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        thresholds = np.array([label.threshold for label in self.labels], dtype=np.float32)
+        object.__setattr__(self, "thresholds", thresholds)
+        object.__setattr__(self, "_output_names", [self.output_name])
+
+    @classmethod
+    def load(cls, model_dir: str | Path, threads: int = 1) -> Classifier:
+        """Load `model_dir`, verifying every file against manifest.json; raise ModelError."""
+        model_dir = Path(model_dir)
+        manifest_path = model_dir / MANIFEST_NAME
+        if not model_dir.is_dir():
+            raise ModelError("no model: the model directory does not exist")
+        if not manifest_path.is_file():
+            raise ModelError("no model: manifest.json is missing from the model directory")
+        manifest = Manifest.parse(_read(manifest_path, MANIFEST_NAME))
+        blobs: dict[str, bytes] = {}
+        for name, entry in manifest.files.items():
+            data = _read(model_dir / name, name)
+            entry.verify(data)
+            blobs[name] = data
+        labels = parse_labels(blobs[LABELS_FILE])
+        tokenizer = parse_tokenizer(blobs[TOKENIZER_FILE])
+        session = open_session(blobs[MODEL_FILE], threads)
+        classifier = cls(
+            info=ModelInfo(manifest.name, manifest.version),
+            labels=labels,
+            tokenizer=tokenizer,
+            session=session,
+            input_name=manifest.input_name,
+            output_name=manifest.output_name,
+        )
+        classifier._check_graph()
+        return classifier
+
+    def encode(self, title: str, abstract: str) -> list[int] | None:
+        """Token ids of a paper, or None when its abstract has no content words."""
+        words = self.tokenizer.words(title, abstract)
+        # words(title, abstract) == words(title, "") + words("", abstract): the joining newline
+        # is never part of a token, so the abstract adds words exactly when the count grows.
+        if not words or (title and len(words) == len(self.tokenizer.words(title, ""))):
+            return None
+        return self.tokenizer.ids(words)
+
+    def predict(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Scores `[n, n_labels]`: one paper runs unpadded, a batch is pre-padded to its longest."""
+        if len(sequences) == 1:
+            tokens = np.array(sequences, dtype=np.int32)
+        else:
+            longest = max(map(len, sequences))
+            tokens = np.full((len(sequences), longest), PAD_ID, dtype=np.int32)
+            for row, sequence in zip(tokens, sequences, strict=True):
+                if sequence:
+                    row[longest - len(sequence) :] = sequence
+        if tokens.ndim != 2 or tokens.shape[1] == 0:
+            raise ValueError("every sequence must hold at least one token id")
+        return self.session.run(self._output_names, {self.input_name: tokens})[0]
+
+    def choose(self, scores: np.ndarray, top_k: int, threshold: float | None = None) -> np.ndarray:
+        """Label indices for one paper: score ≥ threshold, best first, top one always, ≤ top_k."""
+        limit = self.thresholds if threshold is None else threshold
+        order = np.argsort(-scores, kind="stable")
+        keep = scores >= limit
+        keep[order[0]] = True
+        return order[keep[order]][:top_k]
+
+    def _check_graph(self) -> None:
+        """Refuse a graph whose inputs/outputs differ from the manifest or from labels.json."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        input_names = [node.name for node in inputs]
+        if input_names != [self.input_name]:
+            raise ModelError(
+                f"model.onnx inputs are {input_names}, manifest.json io.input is "
+                f"{self.input_name!r}"
+            )
+        if inputs[0].type != "tensor(int32)" or len(inputs[0].shape) != 2:
+            raise ModelError(
+                f"model.onnx input {self.input_name!r} is {inputs[0].type} with shape "
+                f"{inputs[0].shape}; expected int32 [batch, time]"
+            )
+        output_names = [node.name for node in outputs]
+        if self.output_name not in output_names:
+            raise ModelError(
+                f"model.onnx outputs are {output_names}, manifest.json io.output is "
+                f"{self.output_name!r}"
+            )
+        # A real run of one paper and of a padded batch, using the largest id the tokenizer can
+        # emit: catches an embedding smaller than the vocabulary and warms the session up.
+        largest = self.tokenizer.size - 1
+        n_labels = len(self.labels)
+        for probe in ([[OOV_ID, largest]], [[largest, OOV_ID, OOV_ID], [OOV_ID]]):
+            try:
+                scores = self.predict(probe)
+            except Exception as error:
+                message = f"model.onnx failed a test prediction: {_first_line(error)}"
+                raise ModelError(message) from None
+            if scores.dtype != np.float32 or scores.shape != (len(probe), n_labels):
+                raise ModelError(
+                    f"model.onnx gives {scores.dtype} scores of shape {scores.shape} for "
+                    f"{len(probe)} paper(s); expected float32 ({len(probe)}, {n_labels}) "
+                    f"for the {n_labels} labels in labels.json"
+                )
+            if not np.all((scores >= 0.0) & (scores <= 1.0)):
+                raise ModelError("model.onnx gives scores outside [0, 1] (or NaN)")
+
+
+def parse_labels(raw: bytes) -> tuple[Label, ...]:
+    """Labels in model output order from labels.json; raise ModelError when malformed."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise ModelError(f"labels.json is not valid JSON ({error})") from None
+    if not isinstance(data, dict) or data.get("format_version") != LABELS_FORMAT_VERSION:
+        raise ModelError(
+            f"labels.json must be an object with format_version {LABELS_FORMAT_VERSION}"
+        )
+    entries = data.get("labels")
+    if not isinstance(entries, list) or not entries:
+        raise ModelError("labels.json must list at least one label")
+    labels = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ModelError(f"labels.json label {index} is not an object")
+        code, name, threshold = entry.get("code"), entry.get("name"), entry.get("threshold")
+        if not isinstance(code, str) or not code or not isinstance(name, str):
+            raise ModelError(f"labels.json label {index} needs a string 'code' and 'name'")
+        valid = isinstance(threshold, int | float) and not isinstance(threshold, bool)
+        if not valid or not 0.0 <= threshold <= 1.0:  # also refuses NaN and infinities
+            raise ModelError(f"labels.json threshold of {code} must be a number in [0, 1]")
+        labels.append(Label(code=code, name=name, threshold=float(threshold)))
+    if len({label.code for label in labels}) != len(labels):
+        raise ModelError("labels.json lists a label code twice")
+    return tuple(labels)
+
+
+def parse_tokenizer(raw: bytes) -> Tokenizer:
+    """The shared tokenizer from tokenizer.json's bytes; raise ModelError when invalid."""
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return Tokenizer.from_dict(data)
+    except (ValueError, TypeError, RecursionError) as error:
+        raise ModelError(f"tokenizer.json is invalid: {_first_line(error)}") from None
+
+
+def open_session(model: bytes, threads: int) -> ort.InferenceSession:
+    """A CPU onnxruntime session with explicit thread counts (Lambda bills every thread)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise ModelError(
+            f"model.onnx cannot be loaded by onnxruntime: {_first_line(error)}"
+        ) from None
+
+
+def _read(path: Path, name: str) -> bytes:
+    """Bytes of a model file, with a ModelError naming it when missing or unreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{name} is missing from the model directory") from None
+    except OSError as error:
+        raise ModelError(f"{name} cannot be read ({error.strerror})") from None
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    """A short, single-line description of an exception for messages and logs."""
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:limit]

@@ -1,0 +1,120 @@
+"""Routing and the three endpoints: POST /classify, GET /labels, GET /health.
+
+The router is built once per container around a loaded classifier (or the reason there is
+none); /labels and /health answers are serialised at that point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lambda_handler.api import ApiError, Request, Response, json_response, read_json
+from lambda_handler.model import Classifier
+from lambda_handler.validation import ClassifyRequest, parse_classify
+
+ALLOWED_METHODS: dict[str, tuple[str, ...]] = {
+    "/classify": ("POST", "OPTIONS"),
+    "/labels": ("GET", "OPTIONS"),
+    "/health": ("GET", "OPTIONS"),
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A response plus what the request log line reports about it."""
+
+    response: Response
+    route: str
+    documents: int = 0
+
+
+class Router:
+    """Answers requests from one classifier, or 503 for all of them when it failed to load."""
+
+    def __init__(self, classifier: Classifier | None, failure: str | None = None) -> None:
+        self.classifier = classifier
+        self.failure = None if classifier else (failure or "not loaded")
+        if classifier is None:
+            message = f"the model is unavailable: {failure or 'not loaded'}"
+            self._unavailable = ApiError(503, "model_unavailable", message).response()
+            self._health = json_response(
+                503, {"status": "unavailable", "error": "model_unavailable", "message": message}
+            )
+            return
+        labels = classifier.labels
+        self._codes = [label.code for label in labels]
+        self._names = [label.name for label in labels]
+        self._model = classifier.info.to_dict()
+        self._health = json_response(
+            200, {"status": "ok", "model": self._model, "labels": len(labels)}
+        )
+        self._labels = json_response(
+            200,
+            {
+                "model": self._model,
+                "labels": [
+                    {"label": label.code, "name": label.name, "threshold": label.threshold}
+                    for label in labels
+                ],
+            },
+        )
+
+    def dispatch(self, request: Request) -> Outcome:
+        """Route by path and method; a refused request becomes its JSON error response."""
+        allowed = ALLOWED_METHODS.get(request.path)
+        route = request.path if allowed else "unknown"
+        try:
+            response, documents = self._answer(request, allowed)
+        except ApiError as error:
+            return Outcome(error.response(), route)
+        return Outcome(response, route, documents)
+
+    def _answer(self, request: Request, allowed: tuple[str, ...] | None) -> tuple[Response, int]:
+        """The response and the number of papers classified; raise ApiError to refuse."""
+        path, method = request.path, request.method
+        if allowed and method == "OPTIONS":
+            return Response(204, headers={"Allow": ", ".join(allowed)}), 0
+        if self.classifier is None:
+            return (self._health if path == "/health" else self._unavailable), 0
+        if allowed is None:
+            raise ApiError(404, "not_found", f"no route for {path[:200]}; try POST /classify")
+        if method not in allowed:
+            raise ApiError(
+                405,
+                "method_not_allowed",
+                f"{method[:20]} is not allowed on {path}; use {allowed[0]}",
+                {"Allow": ", ".join(allowed)},
+            )
+        if path == "/classify":
+            request_body = parse_classify(read_json(request), len(self._codes))
+            return self._classify(request_body), len(request_body.documents)
+        return (self._labels if path == "/labels" else self._health), 0
+
+    def _classify(self, request: ClassifyRequest) -> Response:
+        """Tokenize, score all papers in one run, and apply the decision rule to each."""
+        classifier = self.classifier
+        assert classifier is not None
+        sequences = []
+        for index, document in enumerate(request.documents):
+            ids = classifier.encode(document.title, document.abstract)
+            if ids is None:
+                where = f"documents[{index}].abstract" if request.is_batch else "abstract"
+                raise ApiError(
+                    400,
+                    "no_content_words",
+                    f"{where} has no content words after tokenization (only stopwords, "
+                    "numbers or punctuation); there is nothing to classify",
+                )
+            sequences.append(ids)
+        scores = classifier.predict(sequences)
+        results = []
+        for document, row in zip(request.documents, scores, strict=True):
+            values = row.tolist()
+            chosen = classifier.choose(row, request.top_k, request.threshold).tolist()
+            result: dict[str, object] = {} if document.id is None else {"id": document.id}
+            result["labels"] = [
+                {"label": self._codes[i], "name": self._names[i], "score": round(values[i], 6)}
+                for i in chosen
+            ]
+            results.append(result)
+        return json_response(200, {"model": self._model, "results": results})

@@ -1,0 +1,139 @@
+"""Fetch a model directory from S3 (`MODEL_S3_URI`) into a local cache, verifying every file.
+
+manifest.json is read first; each file it lists is streamed to a temporary name, checked
+against its size and sha256, then renamed into place, so the cache never holds a partial or
+corrupt file. The manifest is written last and marks a complete copy, which later cold starts
+(or re-imports) in the same container reuse. boto3 is imported only here, only when used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lambda_handler.files import sha256_file, write_bytes_atomic
+from lambda_handler.manifest import MANIFEST_NAME, FileEntry, Manifest, ModelError
+
+CHUNK_BYTES = 1 << 20
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Bucket and key prefix (no trailing slash) of `s3://bucket/prefix`."""
+    match = re.fullmatch(r"s3://([^/]+)/?(.*)", uri.strip())
+    if not match:
+        raise ModelError("MODEL_S3_URI must look like s3://bucket/prefix")
+    return match.group(1), match.group(2).strip("/")
+
+
+def fetch_model(uri: str, cache_root: str | Path, client: Any = None) -> Path:
+    """Local directory holding a verified copy of the model at `uri`; downloads what is missing."""
+    bucket, prefix = parse_s3_uri(uri)
+    if client is None:
+        client = _default_client()
+    raw_manifest = _get_bytes(client, bucket, _key(prefix, MANIFEST_NAME))
+    manifest = Manifest.parse(raw_manifest)
+    target = Path(cache_root) / _cache_name(manifest, raw_manifest)
+    marker = target / MANIFEST_NAME
+    if marker.is_file() and marker.read_bytes() == raw_manifest:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in manifest.files.values():
+        path = target / entry.name
+        if not _is_verified(path, entry):
+            _download(client, bucket, _key(prefix, entry.name), entry, path)
+    write_bytes_atomic(marker, raw_manifest)
+    return target
+
+
+def _default_client() -> Any:
+    """An S3 client; boto3 reads credentials, region and AWS_ENDPOINT_URL(_S3) itself."""
+    import boto3
+    from botocore.config import Config
+
+    # "standard" retries: 3 attempts unless AWS_MAX_ATTEMPTS says otherwise.
+    config = Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard"})
+    return boto3.client("s3", config=config)
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+def _cache_name(manifest: Manifest, raw_manifest: bytes) -> str:
+    """`model-<version>-<manifest hash>`: a new upload never reuses an older copy."""
+    version = re.sub(r"[^A-Za-z0-9._-]", "_", manifest.version)[:64]
+    return f"model-{version}-{hashlib.sha256(raw_manifest).hexdigest()[:16]}"
+
+
+def _is_verified(path: Path, entry: FileEntry) -> bool:
+    """True when `path` already holds the manifest's bytes (an earlier, interrupted fetch)."""
+    try:
+        return path.stat().st_size == entry.size and sha256_file(path) == entry.sha256
+    except OSError:
+        return False
+
+
+def _get_object(client: Any, bucket: str, key: str) -> Any:
+    """The GetObject response, with S3/network failures turned into a ModelError."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    name = key.rsplit("/", 1)[-1]
+    try:
+        return client.get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in _MISSING_CODES:
+            raise ModelError(f"no model: {name} is missing from the model's S3 location") from None
+        raise ModelError(f"cannot download {name} from S3 ({code or 'client error'})") from None
+    except BotoCoreError as error:
+        raise ModelError(f"cannot download {name} from S3 ({type(error).__name__})") from None
+
+
+def _get_bytes(client: Any, bucket: str, key: str) -> bytes:
+    """A small object's bytes (manifest.json)."""
+    from botocore.exceptions import BotoCoreError
+
+    response = _get_object(client, bucket, key)
+    try:
+        return response["Body"].read()
+    except (BotoCoreError, OSError) as error:
+        raise ModelError(f"cannot download {key.rsplit('/', 1)[-1]} from S3 ({error})") from None
+
+
+def _download(client: Any, bucket: str, key: str, entry: FileEntry, path: Path) -> None:
+    """Stream one object to a temporary file, verify size and sha256, then rename into place."""
+    from botocore.exceptions import BotoCoreError
+
+    response = _get_object(client, bucket, key)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        digest, size = hashlib.sha256(), 0
+        with os.fdopen(handle, "wb") as out:
+            for chunk in response["Body"].iter_chunks(CHUNK_BYTES):
+                size += len(chunk)
+                if size > entry.size:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+        if size != entry.size:
+            raise ModelError(
+                f"{entry.name} in S3 has a different size than manifest.json says ({entry.size})"
+            )
+        if digest.hexdigest() != entry.sha256:
+            raise ModelError(
+                f"{entry.name} downloaded from S3 does not match its sha256 in manifest.json"
+            )
+        os.replace(temporary, path)
+    except (BotoCoreError, OSError) as error:
+        Path(temporary).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        raise ModelError(f"cannot download {entry.name} from S3 ({error})") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        raise

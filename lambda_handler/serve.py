@@ -1,0 +1,167 @@
+"""Local HTTP server for the Lambda handler, like `sam local start-api` without Docker.
+
+Each HTTP request becomes an API Gateway HTTP API (v2) event for the same `Service.handle`
+that Lambda calls, so curl, a browser or a load test exercises the real code path:
+
+    python -m lambda_handler.serve --port 3000 [--host 127.0.0.1] [--model-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import signal
+import sys
+import time
+import uuid
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+from lambda_handler.service import Service
+from lambda_handler.settings import Settings
+
+MAX_REQUEST_BYTES = 6 * 1024 * 1024  # Lambda's limit for a synchronous invocation payload
+
+
+def build_event(
+    method: str, target: str, headers: list[tuple[str, str]], body: bytes, client: str
+) -> dict[str, object]:
+    """The HTTP API (payload format 2.0) event API Gateway would send for this request."""
+    parts = urlsplit(target)
+    merged: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        merged[key] = f"{merged[key]},{value}" if key in merged else value
+    try:
+        text, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode("ascii"), True
+    path = parts.path or "/"
+    event: dict[str, object] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": parts.query,
+        "headers": merged,
+        "requestContext": {
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": client,
+                "userAgent": merged.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "stage": "$default",
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "isBase64Encoded": encoded,
+    }
+    if body:
+        event["body"] = text
+    return event
+
+
+def make_server(service: Service, host: str = "127.0.0.1", port: int = 3000) -> ThreadingHTTPServer:
+    """A threaded HTTP server answering every request through `service` (port 0: any free port)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "arxiv-classifier-local"
+        timeout = 30
+
+        def _forward(self) -> None:
+            length_header = self.headers.get("Content-Length", "0") or "0"
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return self._reply_plain(411, "send a Content-Length, not chunked encoding")
+            try:
+                length = int(length_header)
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                return self._reply_plain(400, "invalid Content-Length")
+            if length > MAX_REQUEST_BYTES:
+                self.close_connection = True
+                return self._reply_plain(413, f"request body over {MAX_REQUEST_BYTES} bytes")
+            body = self.rfile.read(length) if length else b""
+            event = build_event(
+                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+            )
+            context = SimpleNamespace(aws_request_id=str(uuid.uuid4()))
+            answer = service.handle(event, context)
+            payload = answer.get("body") or ""
+            data = (
+                base64.b64decode(payload)
+                if answer.get("isBase64Encoded")
+                else str(payload).encode("utf-8")
+            )
+            self.send_response(int(answer.get("statusCode", 500)))
+            for name, value in dict(answer.get("headers") or {}).items():
+                self.send_header(name, str(value))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def _reply_plain(self, status: int, message: str) -> None:
+            data = (message + "\n").encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _forward
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Silenced: the service already logs one JSON line per request."""
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the model as Lambda would (MODEL_DIR / MODEL_S3_URI) and serve until Ctrl-C."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lambda_handler.serve", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=3000, help="port (default 3000; 0 = any)")
+    parser.add_argument("--model-dir", type=Path, help="model directory (default MODEL_DIR)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if args.model_dir is not None:
+        settings = replace(settings, model_dir=args.model_dir, model_s3_uri=None)
+    service = Service.from_settings(settings)
+    try:
+        server = make_server(service, args.host, args.port)
+    except OSError as error:
+        print(f"error: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
+        return 1
+    host, port = server.server_address[:2]
+    state = (
+        f"model {service.classifier.info.name} {service.classifier.info.version}"
+        if service.classifier
+        else f"model unavailable, every request gets 503: {service.failure}"
+    )
+    print(f"serving http://{host}:{port}/ ({state}); Ctrl-C stops", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as cleanly as Ctrl-C
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

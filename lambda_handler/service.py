@@ -1,0 +1,147 @@
+"""The function's per-container state: load the model once, then answer events.
+
+`Service.from_settings` never raises: any failure to obtain or verify the model is logged once
+and turns every later request into a 503. `handle` never raises either: unexpected faults become
+a 500 carrying only the request id, with the traceback kept for the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+
+from lambda_handler import logs
+from lambda_handler.api import ApiError, json_response, parse_event
+from lambda_handler.manifest import ModelError
+from lambda_handler.model import Classifier
+from lambda_handler.routes import Outcome, Router
+from lambda_handler.settings import Settings
+
+
+@dataclass
+class Service:
+    """A router over the loaded model (or its load failure), plus the cold-start flag."""
+
+    router: Router
+    cold_start: bool = field(default=True)
+
+    @property
+    def classifier(self) -> Classifier | None:
+        """The loaded model, or None when it failed to load."""
+        return self.router.classifier
+
+    @property
+    def failure(self) -> str | None:
+        """Why the model is unavailable (None when it loaded)."""
+        return self.router.failure
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Service:
+        """Fetch (S3) and load the model the settings name; log one line saying how it went."""
+        logs.configure(settings.log_level)
+        for warning in settings.warnings:
+            logs.log_event(logging.WARNING, "bad_setting", message=warning)
+        source = settings.model_s3_uri or str(settings.model_dir)
+        started = time.perf_counter()
+        try:
+            model_dir = settings.model_dir
+            if settings.model_s3_uri:
+                from lambda_handler.s3_model import fetch_model
+
+                model_dir = fetch_model(settings.model_s3_uri, settings.model_cache_dir)
+            classifier = Classifier.load(model_dir, settings.ort_threads)
+        except ModelError as error:
+            return cls._failed(str(error), source)
+        except Exception as error:
+            return cls._failed(
+                f"unexpected {type(error).__name__} while loading the model",
+                source,
+                traceback=traceback.format_exc(),
+            )
+        logs.log_event(
+            logging.INFO,
+            "model_loaded",
+            source=source,
+            model=classifier.info.to_dict(),
+            labels=len(classifier.labels),
+            vocabulary=classifier.tokenizer.size,
+            threads=settings.ort_threads,
+            load_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return cls(Router(classifier))
+
+    @classmethod
+    def _failed(cls, reason: str, source: str, **details: object) -> Service:
+        logs.log_event(
+            logging.ERROR,
+            "model_load_failed",
+            message=f"refusing to serve (every request gets 503): {reason}",
+            reason=reason,
+            source=source,
+            **details,
+        )
+        return cls(Router(None, reason))
+
+    def handle(self, event: object, context: object = None) -> dict[str, object]:
+        """Answer one Lambda event with an API Gateway proxy response; never raises."""
+        started = time.perf_counter()
+        cold, self.cold_start = self.cold_start, False
+        request_id = _request_id(event, context)
+        source, method, route, gateway_id = "unknown", "", "-", None
+        try:
+            request = parse_event(event)
+            source, method, route = request.source, request.method, request.path
+            gateway_id = request.gateway_request_id
+            outcome = self.router.dispatch(request)
+        except ApiError as error:
+            outcome = Outcome(error.response(), route)
+        except Exception:
+            logs.log_event(
+                logging.ERROR,
+                "internal_error",
+                request_id=request_id,
+                route=route,
+                traceback=traceback.format_exc(),
+            )
+            body = {
+                "error": "internal_error",
+                "message": f"internal error; quote request id {request_id}",
+                "request_id": request_id,
+            }
+            outcome = Outcome(json_response(500, body), route)
+        response = outcome.response.to_proxy(request_id)
+        logs.log_event(
+            logging.INFO,
+            "request",
+            request_id=request_id,
+            source=source,
+            method=method,
+            route=outcome.route,
+            status=outcome.response.status,
+            documents=outcome.documents,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            cold_start=cold,
+            **(
+                {"gateway_request_id": gateway_id}
+                if gateway_id and gateway_id != request_id
+                else {}
+            ),
+        )
+        return response
+
+
+def _request_id(event: object, context: object) -> str:
+    """The Lambda request id, else API Gateway's, else a fresh UUID."""
+    candidate = getattr(context, "aws_request_id", None)
+    if isinstance(candidate, str) and candidate:
+        return candidate
+    if isinstance(event, dict):
+        request_context = event.get("requestContext")
+        if isinstance(request_context, dict):
+            candidate = request_context.get("requestId")
+            if isinstance(candidate, str) and candidate:
+                return candidate[:128]
+    return str(uuid.uuid4())

@@ -1,0 +1,119 @@
+"""Validate a classify request body (single paper or batch) into a `ClassifyRequest`.
+
+Plain checks on the decoded JSON, no schema library: unknown fields are refused (400) so a typo
+such as "abstact" is reported instead of silently ignored; `null` counts as absent for the
+optional fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lambda_handler.api import ApiError
+
+MAX_DOCUMENTS = 64
+MAX_ABSTRACT_CHARS = 20_000
+DEFAULT_TOP_K = 5
+SINGLE_FIELDS = frozenset({"id", "title", "abstract", "top_k", "threshold"})
+BATCH_FIELDS = frozenset({"documents", "top_k", "threshold"})
+DOCUMENT_FIELDS = frozenset({"id", "title", "abstract"})
+
+
+@dataclass(frozen=True)
+class Document:
+    """One paper to classify; `id` is echoed back when given."""
+
+    title: str
+    abstract: str
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """Papers plus the decision options shared by all of them."""
+
+    documents: tuple[Document, ...]
+    top_k: int
+    threshold: float | None = None
+    is_batch: bool = False  # a `documents` request, even of one paper
+
+
+def parse_classify(payload: object, n_labels: int) -> ClassifyRequest:
+    """Check a classify body against the API contract; raise ApiError (400 or 413)."""
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_request", "the request must be a JSON object")
+    batch = "documents" in payload
+    _refuse_unknown(payload, BATCH_FIELDS if batch else SINGLE_FIELDS, "")
+    top_k = _top_k(payload.get("top_k"), n_labels)
+    threshold = _threshold(payload.get("threshold"))
+    if not batch:
+        return ClassifyRequest((_document(payload, ""),), top_k, threshold)
+    items = payload["documents"]
+    if not isinstance(items, list) or not items:
+        raise ApiError(
+            400, "invalid_request", "documents must be a non-empty list of paper objects"
+        )
+    if len(items) > MAX_DOCUMENTS:
+        raise ApiError(
+            413,
+            "too_many_documents",
+            f"a request may hold at most {MAX_DOCUMENTS} documents, got {len(items)}",
+        )
+    documents = []
+    for index, item in enumerate(items):
+        where = f"documents[{index}]."
+        if not isinstance(item, dict):
+            raise ApiError(400, "invalid_request", f"documents[{index}] must be an object")
+        _refuse_unknown(item, DOCUMENT_FIELDS, where)
+        documents.append(_document(item, where))
+    return ClassifyRequest(tuple(documents), top_k, threshold, is_batch=True)
+
+
+def _document(fields: dict, where: str) -> Document:
+    """One paper's id, title and abstract, with the abstract's emptiness and length checked."""
+    doc_id, title, abstract = fields.get("id"), fields.get("title"), fields.get("abstract")
+    if doc_id is not None and not isinstance(doc_id, str):
+        raise ApiError(400, "invalid_request", f"{where}id must be a string")
+    if title is not None and not isinstance(title, str):
+        raise ApiError(400, "invalid_request", f"{where}title must be a string")
+    if abstract is None:
+        raise ApiError(400, "invalid_request", f"{where}abstract is required")
+    if not isinstance(abstract, str):
+        raise ApiError(400, "invalid_request", f"{where}abstract must be a string")
+    if not abstract.strip():
+        raise ApiError(400, "empty_abstract", f"{where}abstract is empty")
+    if len(abstract) > MAX_ABSTRACT_CHARS:
+        raise ApiError(
+            413,
+            "abstract_too_long",
+            f"{where}abstract has {len(abstract)} characters; the limit is {MAX_ABSTRACT_CHARS}",
+        )
+    return Document(title=title or "", abstract=abstract, id=doc_id)
+
+
+def _refuse_unknown(fields: dict, allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(str(name) for name in fields if name not in allowed)
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown[:5])
+        expected = ", ".join(sorted(allowed))
+        place = f" in {where.rstrip('.')}" if where else ""
+        raise ApiError(
+            400, "invalid_request", f"unknown field(s) {listed}{place}; expected {expected}"
+        )
+
+
+def _top_k(value: object, n_labels: int) -> int:
+    if value is None:
+        return min(DEFAULT_TOP_K, n_labels)
+    if type(value) is not int or not 1 <= value <= n_labels:
+        raise ApiError(400, "invalid_top_k", f"top_k must be an integer from 1 to {n_labels}")
+    return value
+
+
+def _threshold(value: object) -> float | None:
+    if value is None:
+        return None
+    # The range check also refuses NaN and infinities, and never overflows on huge integers.
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise ApiError(400, "invalid_threshold", "threshold must be a number from 0 to 1")
+    return float(value)

@@ -1,0 +1,480 @@
+"""End-to-end tests of export/run.py on a tiny Keras LSTM and a fake training run.
+
+The fixture mirrors train/run.py's output (docs/model_format.md): the project's BiLSTM
+(train/lstm.py) at toy size with seeded weights saved as `.keras`, the tokenizer, labels, a gzip
+test split with a few dozen papers, data.json and reports/metrics.json.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import tensorflow as tf
+import tf2onnx
+from keras import layers
+
+import export.pipeline
+from export.run import main
+from lambda_handler.files import sha256_file
+from lambda_handler.text import Tokenizer, english_stopwords, pad, words
+from train import lstm
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = [
+    {"code": "cs.CV", "name": "Computer Vision and Pattern Recognition", "threshold": 0.45},
+    {"code": "cs.LG", "name": "Machine Learning", "threshold": 0.5},
+    {"code": "math.ST", "name": "Statistics Theory", "threshold": 0.55},
+    {"code": "quant-ph", "name": "Quantum Physics", "threshold": 0.5},
+]
+WORDS = [
+    "image",
+    "segmentation",
+    "convolutional",
+    "network",
+    "gradient",
+    "estimator",
+    "variance",
+    "bayesian",
+    "posterior",
+    "qubit",
+    "entanglement",
+    "quantum",
+    "circuit",
+    "optical",
+    "transformer",
+    "attention",
+    "multi-agent",
+    "policy",
+    "kernel",
+    "regression",
+    "sparse",
+    "3d",
+    "point-cloud",
+    "detection",
+    "video",
+    "diffusion",
+    "minimax",
+    "hypothesis",
+    "spectral",
+    "hamiltonian",
+]
+PAPERS = 40
+DATA = {
+    "path": "data/arxiv_data.csv",
+    "sha256": "ab" * 32,
+    "bytes": 123456,
+    "counts": {"rows_read": 500, "duplicates_merged": 20, "papers_unique": 480, "test": PAPERS},
+    "non_arxiv_codes_dropped": 12,
+}
+SUMMARIES = {  # what the manifest keeps of reports/metrics.json
+    "baseline": {"rule": "per_label", "test": {"micro_f1": 0.61, "p_at_1": 0.8, "papers": PAPERS}},
+    "lstm": {"rule": "global", "test": {"micro_f1": 0.66, "p_at_1": 0.83, "papers": PAPERS}},
+}
+OUT_FILES = {"model.onnx", "tokenizer.json", "labels.json", "manifest.json"}
+
+
+def make_papers(rng: np.random.Generator) -> list[dict[str, object]]:
+    """Random papers of varied length, plus one with no content words at all."""
+    papers = []
+    for _ in range(PAPERS - 1):
+        title = " ".join(rng.choice(WORDS, size=rng.integers(2, 6)))
+        abstract = " ".join(rng.choice([*WORDS, "the", "of", "2024"], size=rng.integers(0, 45)))
+        codes = rng.choice([label["code"] for label in LABELS], size=rng.integers(1, 3))
+        papers.append({"title": title.title(), "abstract": abstract, "labels": sorted(set(codes))})
+    papers.append({"title": "The 2024", "abstract": "of the", "labels": ["cs.LG"]})
+    return papers
+
+
+def tiny_lstm(vocab_size: int, n_labels: int) -> keras.Model:
+    """The project's LSTM (train/lstm.py) at toy size, with seeded weights."""
+    keras.utils.set_random_seed(7)
+    config = lstm.LSTMConfig(embedding_dim=8, units=4, seed=7)
+    return lstm.build_model(vocab_size, n_labels, config)
+
+
+def masked_lstm(vocab_size: int, n_labels: int) -> keras.Model:
+    """An LSTM over a `mask_zero` embedding, which tf2onnx unrolls into a Loop."""
+    keras.utils.set_random_seed(7)
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    x = layers.Embedding(vocab_size, 8, mask_zero=True)(tokens)
+    x = layers.Bidirectional(layers.LSTM(4))(x)
+    return keras.Model(tokens, layers.Dense(n_labels, activation="sigmoid")(x))
+
+
+def full_metrics() -> dict[str, object]:
+    """reports/metrics.json as train/run.py writes it: summaries plus per-label tables."""
+    thresholds = [label["threshold"] for label in LABELS]
+    per_label = {label["code"]: {"f1": 0.5, "support": 3} for label in LABELS}
+    models = {
+        name: {
+            **summary,
+            "thresholds": thresholds,
+            "rules": [{"name": summary["rule"], "test_micro_f1": 0.6}],
+            "test": {**summary["test"], "per_label": per_label},
+        }
+        for name, summary in SUMMARIES.items()
+    }
+    return {"data": DATA, "models": models, "lstm_history": {"loss": [0.5, 0.4]}}
+
+
+def write_training_run(
+    root: Path, build_model: Callable[[int, int], keras.Model] = tiny_lstm
+) -> Path:
+    """Write `root/artifacts` and `root/reports` the way train/run.py does; returns `root`."""
+    rng = np.random.default_rng(3)
+    papers = make_papers(rng)
+    artifacts, reports = root / "artifacts", root / "reports"
+    artifacts.mkdir(parents=True)
+    reports.mkdir()
+    stopwords = english_stopwords()
+    tokenizer = Tokenizer.fit(
+        (words(p["title"], p["abstract"], stopwords) for p in papers),
+        vocab_size=24,
+        stopwords=stopwords,
+        max_length=30,
+    )
+    tokenizer.save(artifacts / "tokenizer.json")
+    build_model(tokenizer.size, len(LABELS)).save(artifacts / "lstm.keras")
+    labels = [{**label, "support": 10 + i} for i, label in enumerate(LABELS)]
+    (artifacts / "labels.json").write_text(
+        json.dumps({"format_version": 1, "model": "lstm", "decision_rule": {}, "labels": labels})
+    )
+    with gzip.open(artifacts / "test_split.jsonl.gz", "wt", encoding="utf-8") as lines:
+        lines.writelines(json.dumps(paper) + "\n" for paper in papers)
+    (artifacts / "data.json").write_text(json.dumps(DATA))
+    (reports / "metrics.json").write_text(json.dumps(full_metrics()))
+    return root
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under `directory` with its bytes, to prove a directory was left untouched."""
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
+
+
+def leftovers(out: Path) -> list[str]:
+    """Staging or retired directories that an export left beside `out`."""
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+def export_args(run: Path, out: Path) -> list[str]:
+    """CLI arguments exporting the training run at `run` to `out`."""
+    return [
+        "--artifacts",
+        str(run / "artifacts"),
+        "--reports",
+        str(run / "reports"),
+        "--out",
+        str(out),
+    ]
+
+
+def error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The CLI's error lines on stderr, which must hold no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("export: error:")]
+
+
+@pytest.fixture(scope="module")
+def training_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fake training run shared by the module's tests (copy it before changing it)."""
+    return write_training_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture
+def run_copy(training_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the training run, for tests that break it."""
+    return Path(shutil.copytree(training_run, tmp_path / "run"))
+
+
+@pytest.fixture
+def previous_model(tmp_path: Path) -> Path:
+    """An existing model directory that a failed export must leave byte-identical."""
+    out = tmp_path / "deploy" / "model"
+    out.mkdir(parents=True)
+    (out / "model.onnx").write_bytes(b"previous model")
+    (out / "manifest.json").write_text('{"format_version": 1}')
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(training_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run `python export/run.py` from the repo root over an old model; returns the new dir."""
+    out = tmp_path_factory.mktemp("deploy") / "model"
+    out.mkdir()
+    (out / "stale.txt").write_text("from the previous export")
+    completed = subprocess.run(
+        [sys.executable, "export/run.py", *export_args(training_run, out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert re.search(
+        r"export: wrote .* \(model version \d{4}\.\d\d\.\d\d-[0-9a-f]{8}\)", completed.stderr
+    )
+    return out
+
+
+def test_export_replaces_the_model_directory(exported: Path) -> None:
+    assert {p.name for p in exported.iterdir()} == OUT_FILES
+    assert leftovers(exported) == []
+
+
+def test_manifest_records_files_run_and_toolchain(exported: Path) -> None:
+    manifest = json.loads((exported / "manifest.json").read_text())
+    files = {
+        name: {"sha256": sha256_file(exported / name), "bytes": (exported / name).stat().st_size}
+        for name in OUT_FILES - {"manifest.json"}
+    }
+    assert manifest["format_version"] == 1
+    assert manifest["files"] == files
+    created = datetime.strptime(manifest["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 600
+    onnx_sha = files["model.onnx"]["sha256"]
+    assert manifest["model"] == {
+        "name": "arxiv-lstm",
+        "version": f"{created:%Y.%m.%d}-{onnx_sha[:8]}",
+    }
+    assert manifest["io"] == {"input": "tokens", "output": "probabilities", "opset": 17}
+    assert manifest["training_data"] == {"sha256": DATA["sha256"], "rows": DATA["counts"]}
+    assert manifest["metrics"] == SUMMARIES
+    assert manifest["versions"] == {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+    parity = manifest["parity"]
+    assert (parity["papers"], parity["empty_papers_skipped"], parity["single_papers"]) == (39, 1, 8)
+    assert 0 <= parity["max_abs_diff"] <= 1e-4
+    assert parity["label_set_agreement"] == 1.0
+
+
+def test_labels_and_tokenizer_follow_the_contract(exported: Path, training_run: Path) -> None:
+    labels = json.loads((exported / "labels.json").read_text())
+    assert labels == {
+        "format_version": 1,
+        "labels": [{**label, "support": 10 + i} for i, label in enumerate(LABELS)],
+    }
+    trained = Tokenizer.load(training_run / "artifacts" / "tokenizer.json")
+    assert Tokenizer.load(exported / "tokenizer.json") == trained
+
+
+def test_onnx_graph_is_native_lstm_with_dynamic_shapes(exported: Path, training_run: Path) -> None:
+    model = onnx.load(exported / "model.onnx")
+    ops_used = {node.op_type for node in model.graph.node}
+    assert "LSTM" in ops_used
+    assert not ops_used & {"Loop", "Scan"}
+    [tokens], [probabilities] = model.graph.input, model.graph.output
+    assert tokens.name == "tokens"
+    assert tokens.type.tensor_type.elem_type == onnx.TensorProto.INT32
+    assert [d.dim_param for d in tokens.type.tensor_type.shape.dim] == ["batch", "time"]
+    assert probabilities.name == "probabilities"
+    dims = [(d.dim_param, d.dim_value) for d in probabilities.type.tensor_type.shape.dim]
+    assert dims == [("batch", 0), ("", len(LABELS))]
+
+    keras_model = keras.saving.load_model(training_run / "artifacts" / "lstm.keras")
+    vocab_size = Tokenizer.load(training_run / "artifacts" / "tokenizer.json").size
+    session = onnxruntime.InferenceSession(str(exported / "model.onnx"))
+    rng = np.random.default_rng(0)
+    for batch, time in ((3, 7), (1, 30), (5, 1)):
+        ids = rng.integers(1, vocab_size, size=(batch, time))
+        tokens_batch = np.asarray(pad([row[: rng.integers(1, time + 1)] for row in ids]), np.int32)
+        expected = keras_model(tokens_batch, training=False).numpy()
+        [actual] = session.run(["probabilities"], {"tokens": tokens_batch})
+        assert actual.shape == (batch, len(LABELS))
+        np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+def perturbed(convert: Callable[..., onnx.ModelProto]) -> Callable[..., onnx.ModelProto]:
+    """A converter whose output layer's weights are off by 0.01, so ONNX no longer matches Keras."""
+
+    def convert_and_perturb(*args: object, **kwargs: object) -> onnx.ModelProto:
+        model = convert(*args, **kwargs)
+        [kernel] = [t for t in model.graph.initializer if list(t.dims) == [16, len(LABELS)]]
+        values = onnx.numpy_helper.to_array(kernel) + np.float32(0.01)
+        kernel.CopyFrom(onnx.numpy_helper.from_array(values, kernel.name))
+        return model
+
+    return convert_and_perturb
+
+
+def test_parity_failure_exits_and_keeps_previous_model(
+    training_run: Path,
+    previous_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = snapshot(previous_model)
+    monkeypatch.setattr(export.pipeline, "to_onnx", perturbed(export.pipeline.to_onnx))
+    assert main(export_args(training_run, previous_model)) == 1
+    [error] = error_lines(capsys)
+    assert re.fullmatch(
+        r"export: error: parity gate failed on 39 test papers: max \|Δprob\| \S+ > 1e-04"
+        r"(; label sets agree for \S+% of papers < 99\.9%)?",
+        error,
+    )
+    assert snapshot(previous_model) == before
+    assert leftovers(previous_model) == []
+
+
+def test_interrupted_export_keeps_previous_model(
+    training_run: Path, previous_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = snapshot(previous_model)
+    staged = []
+
+    def crash(directory: Path, **_: object) -> None:
+        staged.extend(sorted(p.name for p in directory.iterdir()))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export.pipeline, "build_manifest", crash)
+    with pytest.raises(KeyboardInterrupt):
+        main(export_args(training_run, previous_model))
+    assert staged == ["labels.json", "model.onnx", "tokenizer.json"]
+    assert snapshot(previous_model) == before
+    assert leftovers(previous_model) == []
+
+
+def test_masked_lstm_unrolled_to_loop_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = write_training_run(tmp_path / "run", masked_lstm)
+    out = tmp_path / "model"
+    assert main(export_args(run, out)) == 1
+    assert error_lines(capsys) == [
+        "export: error: ONNX graph holds Loop ops instead of native LSTM ops "
+        "(does the model mask padding, e.g. mask_zero=True?)"
+    ]
+    assert not out.exists()
+
+
+def rewrite_json(relative: str, change: Callable[[dict], object]) -> Callable[[Path], None]:
+    """A breakage that rewrites one JSON file of the training run through `change`."""
+
+    def apply(run: Path) -> None:
+        path = run / relative
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+    return apply
+
+
+def truncate(relative: str) -> Callable[[Path], None]:
+    """A breakage that cuts a JSON file in half."""
+
+    def apply(run: Path) -> None:
+        path = run / relative
+        path.write_text(path.read_text()[: path.stat().st_size // 2])
+
+    return apply
+
+
+def without(relative: str) -> Callable[[Path], None]:
+    """A breakage that deletes a file or directory of the training run."""
+
+    def apply(run: Path) -> None:
+        path = run / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (
+            without("artifacts"),
+            r"artifacts directory \S+/artifacts not found \(run train/run.py first\)",
+        ),
+        (
+            without("artifacts/test_split.jsonl.gz"),
+            r"\S+/test_split.jsonl.gz not found \(run train/run.py first\)",
+        ),
+        (
+            without("reports/metrics.json"),
+            r"\S+/reports/metrics.json not found \(run train/run.py first\)",
+        ),
+        (truncate("artifacts/labels.json"), r"\S+/labels.json is not valid JSON: .*"),
+        (truncate("artifacts/tokenizer.json"), r"\S+/tokenizer.json is not valid JSON: .*"),
+        (
+            rewrite_json("artifacts/tokenizer.json", lambda t: {**t, "padding": "post"}),
+            r"\S+/tokenizer.json: tokenizer padding is 'post', expected 'pre'",
+        ),
+        (
+            rewrite_json(
+                "artifacts/labels.json",
+                lambda d: {
+                    **d,
+                    "labels": [{**d["labels"][0], "threshold": "high"}, *d["labels"][1:]],
+                },
+            ),
+            r"\S+/labels.json: labels\[0\].threshold must be a number in \[0, 1\], got 'high'",
+        ),
+        (
+            rewrite_json("artifacts/labels.json", lambda d: {**d, "labels": d["labels"][:-1]}),
+            r"\S+/lstm.keras outputs 4 probabilities but labels.json lists 3",
+        ),
+        (
+            rewrite_json(
+                "artifacts/tokenizer.json",
+                lambda t: {**t, "vocabulary": [*t["vocabulary"], "extra"]},
+            ),
+            r"\S+/lstm.keras: embedding embedding has 24 rows but the tokenizer emits 25 ids",
+        ),
+        (
+            lambda run: (run / "artifacts" / "lstm.keras").write_bytes(b"not a zip"),
+            r"cannot load Keras model \S+/lstm.keras: .+",
+        ),
+        (
+            rewrite_json("reports/metrics.json", lambda m: {"models": {"lstm": {}}}),
+            r"\S+/metrics.json: models.baseline is missing",
+        ),
+    ],
+    ids=[
+        "no-artifacts",
+        "no-test-split",
+        "no-metrics",
+        "labels-json",
+        "tokenizer-json",
+        "tokenizer-setting",
+        "label-threshold",
+        "label-count",
+        "embedding-rows",
+        "corrupt-model",
+        "metrics-model",
+    ],
+)
+def test_bad_training_run_fails_in_one_line(
+    run_copy: Path,
+    tmp_path: Path,
+    breakage: Callable[[Path], None],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    breakage(run_copy)
+    out = tmp_path / "model"
+    assert main(export_args(run_copy, out)) == 1
+    [error] = error_lines(capsys)
+    assert re.fullmatch(f"export: error: {message}", error)
+    assert not out.exists()

@@ -1,0 +1,346 @@
+"""Unit tests of the export's building blocks that need no TensorFlow: the ONNX graph checks,
+the parity gate, the manifest and the artifact parsers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from export import ExportError
+from export.artifacts import parse_labels
+from export.graph import all_nodes, check_graph, onnx_predictor, onnx_session
+from export.manifest import build_manifest, summarize_metrics, verify_model_dir
+from export.parity import (
+    ParityReport,
+    check_parity,
+    decisions,
+    length_batches,
+    measure_parity,
+    singles_by_length,
+)
+from lambda_handler.files import sha256_file
+
+HIDDEN = 3
+
+
+def toy_model(
+    input_name: str = "tokens",
+    time_dim: str | int = "time",
+    recurrent: str = "LSTM",
+    opset: int = 17,
+    loop: bool = False,
+) -> onnx.ModelProto:
+    """A valid ONNX graph `tokens [batch, time]` → recurrent op → `probabilities [batch, 3]`.
+
+    `loop=True` routes the logits through an identity `Loop`, as an unrolled recurrence would.
+    """
+    gates = {"LSTM": 4, "GRU": 3}[recurrent]
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.normal(size=(1, gates * HIDDEN, 1)).astype(np.float32), "W"),
+        numpy_helper.from_array(
+            rng.normal(size=(1, gates * HIDDEN, HIDDEN)).astype(np.float32), "R"
+        ),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "feature_axis"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "direction_axis"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "once"),
+    ]
+    nodes = [
+        helper.make_node("Cast", [input_name], ["ids"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["ids", "feature_axis"], ["features"]),
+        helper.make_node("Transpose", ["features"], ["time_major"], perm=[1, 0, 2]),
+        helper.make_node(recurrent, ["time_major", "W", "R"], ["", "last"], hidden_size=HIDDEN),
+        helper.make_node("Squeeze", ["last", "direction_axis"], ["logits"]),
+    ]
+    if loop:
+        body = helper.make_graph(
+            [
+                helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+                helper.make_node("Identity", ["value_in"], ["value_out"]),
+            ],
+            "identity_body",
+            [
+                helper.make_tensor_value_info("step", TensorProto.INT64, []),
+                helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("value_in", TensorProto.FLOAT, None),
+            ],
+            [
+                helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("value_out", TensorProto.FLOAT, None),
+            ],
+        )
+        nodes.append(helper.make_node("Loop", ["once", "", "logits"], ["looped"], body=body))
+    nodes.append(helper.make_node("Sigmoid", ["looped" if loop else "logits"], ["probabilities"]))
+    graph = helper.make_graph(
+        nodes,
+        "toy",
+        [helper.make_tensor_value_info(input_name, TensorProto.INT32, ["batch", time_dim])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", HIDDEN])],
+        initializer=weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def test_toy_model_passes_and_runs_at_any_shape() -> None:
+    model = toy_model()
+    check_graph(model, HIDDEN)
+    predict = onnx_predictor(onnx_session(model.SerializeToString()))
+    for shape in ((1, 1), (4, 9)):
+        assert predict(np.ones(shape, dtype=np.int32)).shape == (shape[0], HIDDEN)
+
+
+@pytest.mark.parametrize(
+    ("model", "n_labels", "message"),
+    [
+        (toy_model(loop=True), HIDDEN, "ONNX graph holds Loop ops instead of native LSTM ops"),
+        (toy_model(recurrent="GRU"), HIDDEN, "ONNX graph holds no native LSTM op"),
+        (toy_model(opset=16), HIDDEN, "ONNX opset is 16, the model directory needs >= 17"),
+        (
+            toy_model(input_name="input_1"),
+            HIDDEN,
+            "ONNX graph maps ['input_1'] to ['probabilities'], "
+            "expected ['tokens'] to ['probabilities']",
+        ),
+        (
+            toy_model(time_dim=200),
+            HIDDEN,
+            "ONNX tokens has shape [None, 200], expected [None, None] (None = dynamic)",
+        ),
+        (
+            toy_model(),
+            HIDDEN + 1,
+            "ONNX probabilities has shape [None, 3], expected [None, 4] (None = dynamic)",
+        ),
+    ],
+    ids=["loop", "gru", "opset-16", "input-name", "static-time", "label-count"],
+)
+def test_check_graph_refuses_unservable_graphs(
+    model: onnx.ModelProto, n_labels: int, message: str
+) -> None:
+    with pytest.raises(ExportError) as raised:
+        check_graph(model, n_labels)
+    assert str(raised.value).startswith(message)
+
+
+def test_check_graph_reports_checker_errors_in_one_line() -> None:
+    model = toy_model()
+    model.graph.node[0].input[0] = "undefined"
+    with pytest.raises(ExportError, match=r"^onnx.checker rejected the converted model: [^\n]+$"):
+        check_graph(model, HIDDEN)
+
+
+def test_all_nodes_walks_into_subgraphs() -> None:
+    scan = helper.make_graph([helper.make_node("Scan", [], [])], "inner", [], [])
+    branch = helper.make_node("If", ["cond"], [], then_branch=scan, else_branch=scan)
+    graph = helper.make_graph([helper.make_node("Relu", [], []), branch], "outer", [], [])
+    assert [node.op_type for node in all_nodes(graph)] == ["Relu", "If", "Scan", "Scan"]
+
+
+def test_length_batches_sort_and_pre_pad_each_batch_to_its_longest() -> None:
+    sequences = [[1, 2, 3], [4], [5, 6], [7, 8, 9, 10], [11]]
+    batches = [batch.tolist() for batch in length_batches(sequences, batch_size=2)]
+    assert batches == [[[4], [11]], [[0, 5, 6], [1, 2, 3]], [[7, 8, 9, 10]]]
+    assert next(length_batches(sequences, 2)).dtype == np.int32
+
+
+def test_singles_span_shortest_to_longest_at_exact_length() -> None:
+    sequences = [list(range(1, n + 1)) for n in (5, 1, 9, 3, 7)]
+    assert [single.shape for single in singles_by_length(sequences, 3)] == [(1, 1), (1, 5), (1, 9)]
+    assert len(singles_by_length(sequences, 99)) == len(sequences)
+
+
+def test_decisions_apply_thresholds_and_always_keep_the_top_label() -> None:
+    probabilities = np.array([[0.2, 0.3, 0.1], [0.6, 0.7, 0.1]], dtype=np.float32)
+    chosen = decisions(probabilities, np.array([0.5, 0.5, 0.05], dtype=np.float32))
+    assert chosen.tolist() == [[False, True, True], [True, True, True]]
+
+
+def fake_model(batch: np.ndarray) -> np.ndarray:
+    """A deterministic stand-in model: scores from the mean token id, 3 labels."""
+    mean = np.where(batch > 0, batch, 0).sum(axis=1, keepdims=True) / np.maximum(
+        (batch > 0).sum(axis=1, keepdims=True), 1
+    )
+    return (1 / (1 + np.exp(-(mean - [[5.0, 6.0, 7.0]])))).astype(np.float32)
+
+
+SEQUENCES = [[(i * 7 + j) % 11 + 1 for j in range(i % 9 + 1)] for i in range(50)] + [[], []]
+
+
+def test_identical_models_pass_the_gate() -> None:
+    report = measure_parity(fake_model, fake_model, SEQUENCES, [0.5] * 3, batch_size=8, singles=4)
+    assert report == ParityReport(
+        papers=50,
+        single_papers=4,
+        empty_papers_skipped=2,
+        batch_size=8,
+        max_abs_diff=0.0,
+        label_set_agreement=1.0,
+    )
+    check_parity(report)
+
+
+def test_gate_measures_the_largest_difference_and_label_flips() -> None:
+    def shifted(batch: np.ndarray) -> np.ndarray:  # +0.25 for papers ending in token 6
+        return fake_model(batch) + np.float32(0.25) * (batch[:, -1:] == 6)
+
+    report = measure_parity(fake_model, shifted, SEQUENCES, [0.5] * 3, batch_size=8, singles=0)
+    assert report.max_abs_diff == pytest.approx(0.25, abs=1e-6)
+    thresholds = np.full(3, 0.5)
+    alone = [np.array([sequence]) for sequence in SEQUENCES if sequence]
+    flipped = [
+        not np.array_equal(decisions(fake_model(a), thresholds), decisions(shifted(a), thresholds))
+        for a in alone
+    ]
+    assert 0 < np.mean(flipped) < 1
+    assert report.label_set_agreement == pytest.approx(1 - np.mean(flipped))
+
+
+@pytest.mark.parametrize(
+    ("max_abs_diff", "agreement", "message"),
+    [
+        (2e-4, 1.0, "max |Δprob| 2.00e-04 > 1e-04"),
+        (float("nan"), 1.0, "max |Δprob| nan > 1e-04"),
+        (0.0, 0.998, "label sets agree for 99.80% of papers < 99.9%"),
+        (
+            1.0,
+            0.5,
+            "max |Δprob| 1.00e+00 > 1e-04; label sets agree for 50.00% of papers < 99.9%",
+        ),
+    ],
+)
+def test_gate_fails_with_every_missed_target(
+    max_abs_diff: float, agreement: float, message: str
+) -> None:
+    report = ParityReport(1000, 8, 0, 64, max_abs_diff, agreement)
+    with pytest.raises(ExportError) as raised:
+        check_parity(report)
+    assert str(raised.value) == f"parity gate failed on 1000 test papers: {message}"
+
+
+def test_gate_accepts_targets_met_exactly() -> None:
+    check_parity(ParityReport(1000, 8, 0, 64, 1e-4, 0.999))
+
+
+def test_summary_drops_per_label_tables_only() -> None:
+    metrics = {
+        "rule": "global",
+        "thresholds": [0.5, 0.4],
+        "test": {"micro_f1": 0.7, "papers": 10, "per_label": {"cs.CV": {"f1": 0.1}}},
+        "history": {"cs.LG": 1},
+    }
+    codes = frozenset({"cs.CV", "cs.LG"})
+    assert summarize_metrics(metrics, codes) == {
+        "rule": "global",
+        "test": {"micro_f1": 0.7, "papers": 10},
+    }
+
+
+def write_model_dir(directory: Path) -> dict[str, object]:
+    """Three stand-in model files and their manifest; returns the manifest."""
+    directory.mkdir()
+    for name, text in (("model.onnx", "onnx"), ("tokenizer.json", "{}"), ("labels.json", "[]")):
+        (directory / name).write_text(text)
+    manifest = build_manifest(
+        directory,
+        created=datetime(2026, 11, 25, 20, 0, 1, 999, tzinfo=UTC),
+        opset=17,
+        training_data={"sha256": "ab" * 32, "rows": {"test": 3}},
+        metrics={},
+        parity={},
+        versions={},
+    )
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_manifest_names_the_version_and_hashes_every_file(tmp_path: Path) -> None:
+    manifest = write_model_dir(tmp_path / "model")
+    onnx_sha = sha256_file(tmp_path / "model" / "model.onnx")
+    assert manifest["model"] == {"name": "arxiv-lstm", "version": f"2026.11.25-{onnx_sha[:8]}"}
+    assert manifest["created"] == "2026-11-25T20:00:01Z"
+    assert manifest["files"]["model.onnx"] == {"sha256": onnx_sha, "bytes": 4}
+    assert list(manifest["files"]) == ["model.onnx", "tokenizer.json", "labels.json"]
+    assert verify_model_dir(tmp_path / "model") == manifest
+
+
+def tamper(directory: Path) -> None:
+    """Same size, other bytes."""
+    (directory / "model.onnx").write_text("ONNX")
+
+
+def remove(directory: Path) -> None:
+    """Delete a listed file."""
+    (directory / "labels.json").unlink()
+
+
+def rewrite_manifest(**changes: object):
+    """Damage that overwrites top-level manifest keys."""
+
+    def apply(directory: Path) -> None:
+        path = directory / "manifest.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (tamper, r"\S+/model.onnx does not match the size and sha256 in the manifest"),
+        (remove, r"\S+/labels.json is listed in the manifest but missing"),
+        (rewrite_manifest(format_version=2), r"\S+/manifest.json: expected an object with .*"),
+        (
+            rewrite_manifest(files={"../model.onnx": {}}),
+            r"\S+/manifest.json lists an invalid file name '../model.onnx'",
+        ),
+        (lambda d: (d / "manifest.json").unlink(), r"\S+/manifest.json not found: .*"),
+    ],
+    ids=["tampered", "missing-file", "format-version", "unsafe-name", "no-manifest"],
+)
+def test_verify_refuses_a_damaged_directory(tmp_path: Path, damage, message: str) -> None:
+    write_model_dir(tmp_path / "model")
+    damage(tmp_path / "model")
+    with pytest.raises(ExportError, match=f"^{message}$"):
+        verify_model_dir(tmp_path / "model")
+
+
+LABEL = {"code": "cs.CV", "name": "Computer Vision", "threshold": 0.4, "support": 3}
+
+
+def labels_json(*labels: dict, model: str = "lstm") -> dict[str, object]:
+    """A training labels.json document."""
+    return {"format_version": 1, "model": model, "labels": list(labels)}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (
+            {"format_version": 1, "model": "baseline", "labels": [LABEL]},
+            "describes model 'baseline'",
+        ),
+        (labels_json(), "labels must be a non-empty list"),
+        (labels_json(LABEL, LABEL), "codes are not unique"),
+        (
+            labels_json({**LABEL, "support": True}),
+            "labels[0].support must be a non-negative integer, got True",
+        ),
+        (
+            labels_json({**LABEL, "name": ""}),
+            "labels[0].name must be a non-empty string",
+        ),
+    ],
+)
+def test_labels_are_validated(document: dict, message: str) -> None:
+    with pytest.raises(ExportError) as raised:
+        parse_labels(document, Path("artifacts/labels.json"))
+    assert str(raised.value).startswith("artifacts/labels.json")
+    assert message in str(raised.value)

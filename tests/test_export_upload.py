@@ -1,0 +1,159 @@
+"""Upload tests against a real S3 API: moto's server on a free loopback port, reached over HTTP
+by an ordinary boto3 client (nothing in boto3 is patched)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from export import ExportError
+from export.manifest import build_manifest
+from export.run import main
+from export.upload import S3Location, parse_s3_uri, upload_model_dir
+from lambda_handler.files import write_json_atomic
+
+MODEL_FILES = {"model.onnx": b"\x08\x09onnx-bytes", "tokenizer.json": b"{}", "labels.json": b"[]"}
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """URL of a moto S3 server started for this module on 127.0.0.1."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch):
+    """A boto3 S3 client for the server; the environment points every other client there too."""
+    for name, value in {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    """A new empty bucket."""
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A small but valid model directory (content is opaque to the upload)."""
+    directory = tmp_path / "model"
+    directory.mkdir()
+    for name, data in MODEL_FILES.items():
+        (directory / name).write_bytes(data)
+    manifest = build_manifest(
+        directory,
+        created=datetime(2026, 11, 25, tzinfo=UTC),
+        opset=17,
+        training_data={},
+        metrics={},
+        parity={},
+        versions={},
+    )
+    write_json_atomic(directory / "manifest.json", manifest)
+    return directory
+
+
+def objects(s3, bucket: str) -> dict[str, bytes]:
+    """Every object in `bucket` with its content."""
+    listing = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {
+        item["Key"]: s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        for item in listing
+    }
+
+
+def expected_objects(model_dir: Path, prefix: str) -> dict[str, bytes]:
+    """What an upload of `model_dir` under `prefix` must leave in the bucket."""
+    names = [*MODEL_FILES, "manifest.json"]
+    return {f"{prefix}/{name}": (model_dir / name).read_bytes() for name in names}
+
+
+def test_upload_puts_every_file_then_the_manifest(s3, bucket: str, model_dir: Path) -> None:
+    puts = []
+    s3.meta.events.register(
+        "before-parameter-build.s3.PutObject", lambda params, **_: puts.append(params["Key"])
+    )
+    keys = upload_model_dir(model_dir, S3Location(bucket, "models/v1"), client=s3)
+    assert puts == keys
+    assert puts[-1] == "models/v1/manifest.json"
+    assert sorted(puts) == sorted(expected_objects(model_dir, "models/v1"))
+    assert objects(s3, bucket) == expected_objects(model_dir, "models/v1")
+    head = s3.head_object(Bucket=bucket, Key="models/v1/manifest.json")
+    assert head["ContentType"] == "application/json"
+
+
+def test_cli_uploads_an_existing_directory(
+    s3, bucket: str, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--skip-export", "--upload", f"s3://{bucket}/arxiv/lstm/", "--out", str(model_dir)]
+    assert main(args) == 0
+    assert objects(s3, bucket) == expected_objects(model_dir, "arxiv/lstm")
+    assert capsys.readouterr().err == ""
+
+
+def test_cli_refuses_to_upload_a_damaged_directory(
+    s3, bucket: str, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (model_dir / "labels.json").write_bytes(b"{}")
+    assert main(["--skip-export", "--upload", f"s3://{bucket}/m", "--out", str(model_dir)]) == 1
+    assert capsys.readouterr().err == (
+        f"export: error: {model_dir}/labels.json does not match the size and sha256 "
+        "in the manifest\n"
+    )
+    assert objects(s3, bucket) == {}
+
+
+def test_failed_upload_is_one_line_and_sends_no_manifest(s3, model_dir: Path) -> None:
+    with pytest.raises(ExportError) as raised:
+        upload_model_dir(model_dir, S3Location("no-such-bucket", "m"), client=s3)
+    message = str(raised.value)
+    assert message.startswith("upload of model.onnx to s3://no-such-bucket/m failed: ")
+    assert "NoSuchBucket" in message
+    assert "\n" not in message
+
+
+def test_skip_export_needs_upload(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["--skip-export"])
+    assert raised.value.code == 2
+    assert "--skip-export needs --upload" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("uri", "manifest_key"),
+    [
+        ("s3://bucket/a/b", "a/b/manifest.json"),
+        ("s3://bucket/a/b/", "a/b/manifest.json"),
+        ("s3://bucket", "manifest.json"),
+    ],
+)
+def test_parse_s3_uri(uri: str, manifest_key: str) -> None:
+    location = parse_s3_uri(uri)
+    assert location.bucket == "bucket"
+    assert location.key("manifest.json") == manifest_key
+
+
+@pytest.mark.parametrize("uri", ["bucket/prefix", "s3:///prefix", "https://bucket/prefix"])
+def test_parse_s3_uri_refuses_other_uris(uri: str) -> None:
+    with pytest.raises(ExportError, match="not an S3 URI"):
+        parse_s3_uri(uri)

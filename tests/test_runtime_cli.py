@@ -1,0 +1,148 @@
+"""`python -m lambda_handler`: classify a title and abstract, or a CSV/JSONL file, locally."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lambda_handler import logs
+from lambda_handler.__main__ import main
+
+REPO = Path(__file__).resolve().parents[1]
+TITLE = "Image segmentation"
+ABSTRACT = "We train convolutional neural networks for object detection in images."
+
+
+@pytest.fixture(autouse=True)
+def restore_log_level():
+    yield
+    logs.configure("INFO")  # the CLI silences the service's logs
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def api_labels(serving_service, title: str, abstract: str, **options) -> list[dict]:
+    answer = serving_service.handle({"title": title, "abstract": abstract, **options})
+    return json.loads(answer["body"])["results"][0]["labels"]
+
+
+def test_title_and_abstract_print_a_table(capsys, serving_model_dir, serving_service):
+    code, out, err = run(capsys, "--model-dir", str(serving_model_dir), TITLE, ABSTRACT)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].split() == ["label", "score", "name"]
+    expected = api_labels(serving_service, TITLE, ABSTRACT)
+    assert len(lines) == 1 + len(expected)
+    for line, item in zip(lines[1:], expected, strict=True):
+        assert line.split()[:2] == [item["label"], f"{item['score']:.3f}"]
+        assert line.endswith(item["name"])
+
+
+def test_json_output_and_options(capsys, serving_model_dir, serving_service):
+    code, out, _ = run(
+        capsys, "--model-dir", str(serving_model_dir), "--json", "--top-k", "3", "--threshold", "0",
+        TITLE, ABSTRACT,
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out) == {
+        "labels": api_labels(serving_service, TITLE, ABSTRACT, top_k=3, threshold=0.0)
+    }
+    assert len(json.loads(out)["labels"]) == 3
+
+
+def test_model_dir_from_environment(capsys, serving_model_dir, monkeypatch):
+    monkeypatch.setenv("MODEL_DIR", str(serving_model_dir))
+    monkeypatch.delenv("MODEL_S3_URI", raising=False)
+    assert run(capsys, "--json", "", ABSTRACT)[0] == 0
+
+
+def test_kaggle_csv_file(capsys, tmp_path, serving_model_dir, serving_service):
+    path = tmp_path / "arxiv_data.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["titles", "summaries", "terms"])
+        writer.writerow(
+            ["Robots", "Reinforcement learning agents for robot grasping.", "['cs.RO']"]
+        )
+        writer.writerow([TITLE, ABSTRACT, "['cs.CV']"])
+    code, out, err = run(
+        capsys, "--model-dir", str(serving_model_dir), "--json", "--file", str(path)
+    )
+    assert (code, err) == (0, "")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["id"] for r in records] == ["2", "3"]  # CSV row numbers, the header being row 1
+    assert records[1]["labels"] == api_labels(serving_service, TITLE, ABSTRACT)
+    code, out, _ = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(path))
+    assert code == 0 and out.startswith("2: Robots\n") and f"3: {TITLE}\n" in out
+
+
+def test_jsonl_gz_file_with_ids_and_bad_lines(capsys, tmp_path, serving_model_dir):
+    lines = [
+        json.dumps({"id": "a", "title": TITLE, "abstract": ABSTRACT}),
+        "",
+        "{broken",
+        json.dumps({"id": "c", "abstract": "the of and"}),
+        json.dumps({"title": "t", "abstract": "robot agents", "labels": ["cs.RO"]}),
+    ]
+    path = tmp_path / "papers.jsonl.gz"
+    path.write_bytes(gzip.compress("\n".join(lines).encode()))
+    code, out, err = run(
+        capsys, "--model-dir", str(serving_model_dir), "--json", "--file", str(path)
+    )
+    assert code == 1
+    assert [json.loads(line)["id"] for line in out.splitlines()] == ["a", "5"]
+    errors = err.splitlines()
+    assert len(errors) == 2
+    assert errors[0] == "error: line 3: not valid JSON"
+    assert errors[1].startswith("error: line 4: abstract has no content words")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--file", "/nonexistent/papers.csv"], "error: cannot read /nonexistent/papers.csv"),
+        (["--model-dir", "/nonexistent", "t", "a"], "error: model unavailable: no model"),
+    ],
+)
+def test_one_line_errors_and_exit_status_1(capsys, serving_model_dir, args, message):
+    if "--model-dir" not in args:
+        args = ["--model-dir", str(serving_model_dir), *args]
+    code, out, err = run(capsys, *args)
+    assert (code, out) == (1, "")
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_csv_without_an_abstract_column(capsys, tmp_path, serving_model_dir):
+    path = tmp_path / "x.csv"
+    path.write_text("name,text\na,b\n")
+    code, _, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(path))
+    assert code == 1 and "needs an abstract column" in err and "found name, text" in err
+
+
+def test_usage_errors_exit_2(capsys):
+    for args in ([], ["only a title"], ["--file", "x.csv", "title", "abstract"]):
+        with pytest.raises(SystemExit) as stopped:
+            main(args)
+        assert stopped.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs(serving_model_dir):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MODEL_DIR": str(serving_model_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "lambda_handler", "--json", TITLE, ABSTRACT],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["labels"][0]["label"] == "cs.CV"

@@ -1,0 +1,341 @@
+"""Model loading, verification and inference in lambda_handler (model.py, manifest.py, service.py).
+
+The fixture model is a real ONNX BiLSTM whose weights are also evaluated by a numpy reference
+(conftest.ServingNetwork), so scores are checked against independent arithmetic.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SERVING_LABELS, SERVING_MODEL_VERSION, serving_v2_event, write_serving_manifest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lambda_handler import logs
+from lambda_handler.manifest import ModelError
+from lambda_handler.model import Classifier
+from lambda_handler.service import Service
+from lambda_handler.settings import DEFAULT_MODEL_DIR, Settings
+from lambda_handler.text import PAD_ID, Tokenizer, pad, shipped_stopwords, words
+
+REPO = Path(__file__).resolve().parents[1]
+ABSTRACT = "We train convolutional neural networks for object detection in images."
+
+
+@pytest.fixture(scope="module")
+def classifier(serving_model_dir: Path) -> Classifier:
+    return Classifier.load(serving_model_dir)
+
+
+def health(service: Service) -> tuple[int, dict]:
+    answer = service.handle(serving_v2_event("GET", "/health"))
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+# --- inference ------------------------------------------------------------------------------
+
+
+def test_single_paper_runs_unpadded_and_matches_the_numpy_reference(classifier, serving_network):
+    ids = classifier.encode("Image segmentation", ABSTRACT)
+    assert ids == classifier.tokenizer.encode("Image segmentation", ABSTRACT)
+    scores = classifier.predict([ids])
+    assert scores.shape == (1, len(SERVING_LABELS)) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores, serving_network.predict([ids]), atol=1e-5)
+    # Unpadded is not the same as padded to the tokenizer's max_length: the forward LSTM reads
+    # the padding first. Proves that the single path really does not pad.
+    padded = pad([ids], classifier.tokenizer.max_length)
+    assert np.abs(scores - serving_network.predict(padded)).max() > 1e-4
+
+
+def test_batch_is_pre_padded_to_its_longest_member_only(classifier, serving_network):
+    papers = [
+        ("Robots", "Reinforcement learning agents for robot navigation and grasping."),
+        ("", "Gaussian processes."),
+        ("Translation", "Transformer language models."),
+    ]
+    sequences = [classifier.encode(title, abstract) for title, abstract in papers]
+    assert len({len(s) for s in sequences}) == 3
+    scores = classifier.predict(sequences)
+    expected = serving_network.predict(pad(sequences))  # text.pad: PAD_ID pre-padding
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert [len(s) for s in sequences] == [7, 2, 4]
+    np.testing.assert_allclose(scores[0], classifier.predict([sequences[0]])[0], atol=1e-6)
+    assert pad(sequences)[1][0] == PAD_ID
+
+
+def test_batch_rows_equal_single_runs_when_lengths_are_equal(classifier):
+    sequences = [[5, 9, 12, 3], [7, 7, 2, 30], [1, 1, 1, 39]]
+    batch = classifier.predict(sequences)
+    for row, sequence in zip(batch, sequences, strict=True):
+        np.testing.assert_allclose(row, classifier.predict([sequence])[0], atol=1e-6)
+
+
+def test_encode_refuses_an_abstract_without_content_words(classifier):
+    assert classifier.encode("Image segmentation", "The of and, 2024 -- 3.5 !") is None
+    assert classifier.encode("", "the and of") is None
+    assert classifier.encode("", "   ") is None
+    # unknown words are content words (out-of-vocabulary id), so they are classified
+    assert classifier.encode("", "Zyxwv quuxification") == [1, 1]
+    assert (
+        classifier.encode("Image", "segmentation")[-1]
+        == classifier.tokenizer.encode("", "segmentation")[0]
+    )
+
+
+def test_choose_applies_thresholds_top_label_sorting_and_top_k(classifier):
+    thresholds = classifier.thresholds  # 0.5 0.45 0.5 0.6 0.4 0.55
+    np.testing.assert_allclose(thresholds, [t for *_, t in SERVING_LABELS])
+    scores = np.array([0.51, 0.44, 0.9, 0.59, 0.41, 0.2], dtype=np.float32)
+    assert classifier.choose(scores, 6).tolist() == [2, 0, 4]
+    assert classifier.choose(scores, 2).tolist() == [2, 0]
+    assert classifier.choose(scores, 6, threshold=0.0).tolist() == [2, 3, 0, 1, 4, 5]
+    assert classifier.choose(scores, 6, threshold=1.0).tolist() == [2]
+    # the top label is returned even below its own threshold, before labels that pass theirs
+    low = np.array([0.3, 0.1, 0.1, 0.45, 0.41, 0.0], dtype=np.float32)
+    assert classifier.choose(low, 6).tolist() == [3, 4]
+    # a score exactly at the threshold passes
+    exact = np.array([0.5, 0.0, 0.0, 0.0, 0.0, 0.9], dtype=np.float32)
+    assert classifier.choose(exact, 6).tolist() == [5, 0]
+
+
+def test_session_threads_default_to_one_and_follow_ort_num_threads(serving_model_dir):
+    one = Classifier.load(serving_model_dir).session.get_session_options()
+    assert (one.intra_op_num_threads, one.inter_op_num_threads) == (1, 1)
+    settings = Settings.from_env({"MODEL_DIR": str(serving_model_dir), "ORT_NUM_THREADS": "2"})
+    two = Classifier.load(settings.model_dir, settings.ort_threads).session.get_session_options()
+    assert (two.intra_op_num_threads, two.inter_op_num_threads) == (2, 2)
+
+
+def test_settings_from_env_defaults_and_bad_values():
+    defaults = Settings.from_env({})
+    assert defaults.model_dir == DEFAULT_MODEL_DIR == REPO / "lambda_handler" / "model"
+    assert (defaults.model_s3_uri, defaults.ort_threads, defaults.log_level) == (None, 1, "INFO")
+    assert defaults.warnings == ()
+    bad = Settings.from_env({"ORT_NUM_THREADS": "zero", "LOG_LEVEL": "chatty"})
+    assert (bad.ort_threads, bad.log_level) == (1, "INFO")
+    assert len(bad.warnings) == 2 and "ORT_NUM_THREADS" in bad.warnings[0]
+    assert Settings.from_env({"ORT_NUM_THREADS": "0"}).ort_threads == 1
+    assert Settings.from_env({"LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    s3 = Settings.from_env({"MODEL_S3_URI": " s3://b/p ", "MODEL_CACHE_DIR": "/x"})
+    assert (s3.model_s3_uri, s3.model_cache_dir) == ("s3://b/p", Path("/x"))
+
+
+def test_healthy_service_reports_its_version(serving_service):
+    status, body = health(serving_service)
+    assert status == 200
+    assert body == {
+        "status": "ok",
+        "model": {"name": "tiny-test-lstm", "version": SERVING_MODEL_VERSION},
+        "labels": len(SERVING_LABELS),
+    }
+
+
+# --- refusing to serve ----------------------------------------------------------------------
+
+
+def load_failure(model_dir: Path, capsys) -> tuple[Service, dict, str]:
+    """Service from a broken directory: its /health body and the load log line."""
+    capsys.readouterr()
+    service = Service.from_settings(Settings(model_dir=model_dir))
+    log = capsys.readouterr().out
+    status, body = health(service)
+    assert status == 503
+    assert body["status"] == "unavailable" and body["error"] == "model_unavailable"
+    classify = service.handle({"abstract": ABSTRACT})
+    assert classify["statusCode"] == 503
+    assert json.loads(classify["body"])["error"] == "model_unavailable"
+    record = json.loads(log.splitlines()[0])
+    assert record["level"] == "ERROR" and record["event"] == "model_load_failed"
+    assert record["source"] == str(model_dir)
+    return service, body, record["message"]
+
+
+def test_one_flipped_byte_in_model_onnx_refuses_to_serve(make_serving_model_dir, capsys):
+    model_dir = make_serving_model_dir()
+    data = bytearray((model_dir / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (model_dir / "model.onnx").write_bytes(bytes(data))
+    service, body, log_message = load_failure(model_dir, capsys)
+    assert "model.onnx sha256" in body["message"] and "does not match" in body["message"]
+    assert "refusing to serve" in log_message and "model.onnx sha256" in log_message
+    assert service.classifier is None
+    with pytest.raises(ModelError, match=r"model\.onnx sha256"):
+        Classifier.load(model_dir)
+
+
+def test_missing_tokenizer_refuses_to_serve(make_serving_model_dir, capsys):
+    model_dir = make_serving_model_dir()
+    (model_dir / "tokenizer.json").unlink()
+    _, body, log_message = load_failure(model_dir, capsys)
+    assert "tokenizer.json is missing" in body["message"]
+    assert "tokenizer.json is missing" in log_message
+
+
+def test_wrong_manifest_version_refuses_to_serve(make_serving_model_dir, capsys):
+    model_dir = make_serving_model_dir()
+    write_serving_manifest(model_dir, format_version=2)
+    _, body, _ = load_failure(model_dir, capsys)
+    assert "format_version is 2" in body["message"]
+
+
+def test_missing_model_directory_answers_no_model(tmp_path, capsys):
+    _, body, _ = load_failure(tmp_path / "absent", capsys)
+    assert "no model" in body["message"]
+    (tmp_path / "empty").mkdir()
+    _, body, _ = load_failure(tmp_path / "empty", capsys)
+    assert "no model: manifest.json is missing" in body["message"]
+
+
+def rewrite(model_dir: Path, name: str, data: bytes, **manifest_overrides: object) -> None:
+    (model_dir / name).write_bytes(data)
+    write_serving_manifest(model_dir, **manifest_overrides)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        ("size", "bytes but manifest.json says"),
+        ("garbage_onnx", "cannot be loaded by onnxruntime"),
+        ("io_input", "manifest.json io.input is 'ids'"),
+        ("io_output", "manifest.json io.output is 'scores'"),
+        ("labels_count", "for the 5 labels in labels.json"),
+        ("labels_threshold", "threshold of cs.CV must be a number in [0, 1]"),
+        ("labels_json", "labels.json is not valid JSON"),
+        ("tokenizer_settings", "tokenizer padding is 'post'"),
+        ("vocabulary_too_big", "model.onnx failed a test prediction"),
+        ("unsafe_name", "invalid file name '../escape.txt'"),
+        ("manifest_json", "manifest.json is not valid JSON"),
+        ("manifest_sha", "sha256 of labels.json is not 64"),
+        ("manifest_unlisted", "does not list labels.json"),
+    ],
+)
+def test_invalid_model_directories_are_refused_with_a_clear_reason(
+    make_serving_model_dir, breakage, expected
+):
+    model_dir = make_serving_model_dir()
+    labels = json.loads((model_dir / "labels.json").read_text())
+    tokenizer = json.loads((model_dir / "tokenizer.json").read_text())
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    if breakage == "size":
+        manifest["files"]["labels.json"]["bytes"] += 1
+        (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    elif breakage == "garbage_onnx":
+        rewrite(model_dir, "model.onnx", b"not an onnx model")
+    elif breakage == "io_input":
+        write_serving_manifest(model_dir, io={"input": "ids", "output": "probabilities"})
+    elif breakage == "io_output":
+        write_serving_manifest(model_dir, io={"input": "tokens", "output": "scores"})
+    elif breakage == "labels_count":
+        labels["labels"].pop()
+        rewrite(model_dir, "labels.json", json.dumps(labels).encode())
+    elif breakage == "labels_threshold":
+        labels["labels"][0]["threshold"] = 1.5
+        rewrite(model_dir, "labels.json", json.dumps(labels).encode())
+    elif breakage == "labels_json":
+        rewrite(model_dir, "labels.json", b"{")
+    elif breakage == "tokenizer_settings":
+        tokenizer["padding"] = "post"
+        rewrite(model_dir, "tokenizer.json", json.dumps(tokenizer).encode())
+    elif breakage == "vocabulary_too_big":
+        bigger = Tokenizer.from_dict(tokenizer)
+        bigger = Tokenizer((*bigger.vocabulary, "extra1", "extra2"), bigger.stopwords)
+        rewrite(model_dir, "tokenizer.json", json.dumps(bigger.to_dict()).encode())
+    elif breakage == "unsafe_name":
+        manifest["files"]["../escape.txt"] = manifest["files"]["labels.json"]
+        (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    elif breakage == "manifest_json":
+        (model_dir / "manifest.json").write_text("{nope")
+    elif breakage == "manifest_sha":
+        manifest["files"]["labels.json"]["sha256"] = "ABC"
+        (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    elif breakage == "manifest_unlisted":
+        del manifest["files"]["labels.json"]
+        (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError) as caught:
+        Classifier.load(model_dir)
+    assert expected in str(caught.value)
+    assert str(model_dir) not in str(caught.value)  # messages reach callers: no local paths
+    service = Service.from_settings(Settings(model_dir=model_dir, log_level="CRITICAL"))
+    status, body = health(service)
+    assert status == 503 and expected in body["message"]
+
+
+# --- app.py import (cold start) -------------------------------------------------------------
+
+
+def test_importing_app_never_raises_on_a_bad_model(monkeypatch, make_serving_model_dir, capsys):
+    model_dir = make_serving_model_dir()
+    (model_dir / "labels.json").write_text("changed")
+    monkeypatch.setenv("MODEL_DIR", str(model_dir))
+    monkeypatch.delenv("MODEL_S3_URI", raising=False)
+    app = importlib.import_module("lambda_handler.app")
+    app = importlib.reload(app)
+    assert "model_load_failed" in capsys.readouterr().out
+    answer = app.handler(serving_v2_event("GET", "/labels"), None)
+    assert answer["statusCode"] == 503
+    assert "labels.json is" in json.loads(answer["body"])["message"]
+
+
+def test_app_serves_from_model_dir_without_heavy_or_aws_imports(serving_model_dir):
+    script = (
+        "import json, sys\n"
+        "from lambda_handler import app\n"
+        "answer = app.handler({'title': 'Robots', 'abstract': 'robot navigation agents'}, None)\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'sklearn', 'pandas', 'nltk', 'boto3',"
+        " 'botocore', 'torch') if m in sys.modules]\n"
+        "print(json.dumps({'status': answer['statusCode'], 'heavy': heavy,"
+        " 'body': json.loads(answer['body'])}))\n"
+    )
+    env = {**os.environ, "MODEL_DIR": str(serving_model_dir), "LOG_LEVEL": "ERROR"}
+    env.pop("MODEL_S3_URI", None)
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == 200
+    assert result["heavy"] == []
+    assert result["body"]["results"][0]["labels"][0]["label"] in {c for c, *_ in SERVING_LABELS}
+
+
+@pytest.mark.reliability
+def test_warm_single_abstract_latency_p50_under_one_millisecond(serving_service):
+    """Through the whole handler (v2 event, JSON in and out); run with -m reliability."""
+    abstract = " ".join(["convolutional networks detect objects in images and video"] * 20)
+    event = serving_v2_event("POST", "/classify", {"title": "Detection", "abstract": abstract})
+    logs.configure("WARNING")
+    try:
+        for _ in range(100):
+            serving_service.handle(event, None)
+        times = []
+        for _ in range(1000):
+            started = time.perf_counter()
+            serving_service.handle(event, None)
+            times.append(time.perf_counter() - started)
+    finally:
+        logs.configure("INFO")
+    assert sorted(times)[len(times) // 2] < 1e-3
+
+
+@settings(max_examples=300, deadline=None)
+@given(title=st.text(max_size=40), abstract=st.text(max_size=40))
+def test_title_and_abstract_tokenize_independently(title, abstract):
+    """What Classifier.encode relies on to tell whether the abstract adds any content word."""
+    stopwords = shipped_stopwords()
+    joined = words(title, abstract, stopwords)
+    assert joined == words(title, "", stopwords) + words("", abstract, stopwords)

@@ -1,0 +1,211 @@
+"""Model download from S3 (MODEL_S3_URI) against a real S3 API server on loopback (moto's
+ThreadedMotoServer), reached through AWS_ENDPOINT_URL_S3 exactly as in Lambda: no patching.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import serving_v2_event
+
+from lambda_handler.files import sha256_file
+from lambda_handler.manifest import ModelError
+from lambda_handler.s3_model import fetch_model, parse_s3_uri
+from lambda_handler.service import Service
+from lambda_handler.settings import Settings
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+ABSTRACT = "We train convolutional neural networks for object detection in images."
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A moto S3 server on 127.0.0.1 and a free port, for this module."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    """Fake credentials and the endpoint in the environment; an S3 client for test setup."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "MODEL_S3_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    return boto3.client("s3", endpoint_url=s3_endpoint)
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def upload(s3, bucket: str, prefix: str, model_dir: Path) -> str:
+    for path in sorted(model_dir.iterdir()):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{path.name}", Body=path.read_bytes())
+    return f"s3://{bucket}/{prefix}"
+
+
+def load(uri: str, cache: Path) -> Service:
+    return Service.from_settings(Settings(model_s3_uri=uri, model_cache_dir=cache))
+
+
+def classify(service: Service) -> tuple[int, dict]:
+    answer = service.handle(serving_v2_event("POST", "/classify", {"abstract": ABSTRACT}), None)
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+def test_parse_s3_uri():
+    assert parse_s3_uri("s3://bucket/a/b/") == ("bucket", "a/b")
+    assert parse_s3_uri("s3://bucket") == ("bucket", "")
+    with pytest.raises(ModelError, match="s3://bucket/prefix"):
+        parse_s3_uri("https://bucket/a")
+
+
+def test_download_verifies_and_serves_like_the_local_directory(
+    s3, bucket, serving_model_dir, serving_service, tmp_path
+):
+    uri = upload(s3, bucket, "models/tiny", serving_model_dir)
+    service = load(uri, tmp_path)
+    status, body = classify(service)
+    assert status == 200
+    assert (status, body) == classify(serving_service)
+    [copy] = [p for p in tmp_path.iterdir()]
+    assert copy.name.startswith("model-2026.11.25-tiny-")
+    assert listing(tmp_path) == [
+        copy.name,
+        *(
+            f"{copy.name}/{n}"
+            for n in ("labels.json", "manifest.json", "model.onnx", "tokenizer.json")
+        ),
+    ]
+    for name in ("model.onnx", "tokenizer.json", "labels.json", "manifest.json"):
+        assert sha256_file(copy / name) == sha256_file(serving_model_dir / name)
+
+
+def test_app_cold_start_reads_model_s3_uri_and_the_endpoint_from_env(
+    s3, bucket, serving_model_dir, tmp_path, monkeypatch
+):
+    uri = upload(s3, bucket, "prod", serving_model_dir)
+    monkeypatch.setenv("MODEL_S3_URI", uri + "/")
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "not-used"))
+    app = importlib.reload(importlib.import_module("lambda_handler.app"))
+    answer = app.handler(serving_v2_event("GET", "/health"), None)
+    assert answer["statusCode"] == 200
+    assert json.loads(answer["body"])["model"]["version"] == "2026.11.25-tiny"
+    monkeypatch.delenv("MODEL_S3_URI")
+    importlib.reload(app)
+
+
+def test_sha_mismatch_answers_503_and_keeps_no_partial_file(
+    s3, bucket, make_serving_model_dir, tmp_path, capsys
+):
+    model_dir = make_serving_model_dir()
+    uri = upload(s3, bucket, "bad", model_dir)
+    labels = (model_dir / "labels.json").read_bytes().replace(b"Robotics", b"Roboticz")
+    s3.put_object(Bucket=bucket, Key="bad/labels.json", Body=labels)  # manifest unchanged
+    cache = tmp_path / "cache"
+    capsys.readouterr()
+    service = load(uri, cache)
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert record["event"] == "model_load_failed" and record["source"] == uri
+    assert "labels.json downloaded from S3 does not match its sha256" in record["reason"]
+    status, body = classify(service)
+    assert status == 503 and body["error"] == "model_unavailable"
+    assert "labels.json downloaded from S3 does not match its sha256" in body["message"]
+    [copy] = list(cache.iterdir())
+    names = listing(copy)
+    assert "labels.json" not in names and "manifest.json" not in names
+    assert not [name for name in names if name.startswith(".") or name.endswith(".part")]
+    # a size mismatch (object larger than the manifest says) is refused the same way
+    s3.put_object(Bucket=bucket, Key="bad/labels.json", Body=labels + b" " * 10)
+    with pytest.raises(ModelError, match="different size"):
+        fetch_model(uri, cache)
+    assert "labels.json" not in listing(copy)
+
+
+def test_missing_objects_answer_503(s3, bucket, serving_model_dir, tmp_path):
+    uri = upload(s3, bucket, "partial", serving_model_dir)
+    s3.delete_object(Bucket=bucket, Key="partial/tokenizer.json")
+    status, body = classify(load(uri, tmp_path / "a"))
+    assert status == 503
+    assert "no model: tokenizer.json is missing from the model's S3 location" in body["message"]
+    status, body = classify(load(f"s3://{bucket}/nothing-here", tmp_path / "b"))
+    assert status == 503 and "manifest.json is missing" in body["message"]
+    status, body = classify(load(f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/x", tmp_path / "c"))
+    assert status == 503 and "manifest.json" in body["message"]
+    status, body = classify(load("http://not-s3", tmp_path / "d"))
+    assert status == 503 and "MODEL_S3_URI must look like" in body["message"]
+
+
+def test_warm_reuse_needs_only_the_manifest(s3, bucket, serving_model_dir, tmp_path):
+    uri = upload(s3, bucket, "warm", serving_model_dir)
+    first = fetch_model(uri, tmp_path)
+    stamps = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    for name in ("model.onnx", "tokenizer.json", "labels.json"):
+        s3.delete_object(Bucket=bucket, Key=f"warm/{name}")
+    assert fetch_model(uri, tmp_path) == first  # a re-import: only manifest.json is read
+    assert {p.name: p.stat().st_mtime_ns for p in first.iterdir()} == stamps
+    assert classify(load(uri, tmp_path))[0] == 200
+
+
+def test_interrupted_or_corrupt_cache_is_completed_and_repaired(
+    s3, bucket, serving_model_dir, tmp_path
+):
+    uri = upload(s3, bucket, "repair", serving_model_dir)
+    copy = fetch_model(uri, tmp_path)
+    (copy / "manifest.json").unlink()  # as if the cold start died before finishing
+    (copy / "labels.json").unlink()
+    (copy / "tokenizer.json").write_text("corrupted")
+    model_stamp = (copy / "model.onnx").stat().st_mtime_ns
+    s3.delete_object(Bucket=bucket, Key="repair/model.onnx")  # still verified in the cache
+    assert fetch_model(uri, tmp_path) == copy
+    assert (copy / "model.onnx").stat().st_mtime_ns == model_stamp
+    for name in ("tokenizer.json", "labels.json", "manifest.json"):
+        assert sha256_file(copy / name) == sha256_file(serving_model_dir / name)
+
+
+def test_a_new_upload_gets_a_new_cache_directory(
+    s3, bucket, make_serving_model_dir, serving_model_dir, tmp_path
+):
+    from conftest import write_serving_manifest
+
+    uri = upload(s3, bucket, "v", serving_model_dir)
+    old = fetch_model(uri, tmp_path)
+    newer = make_serving_model_dir("newer")
+    write_serving_manifest(newer, model={"name": "tiny-test-lstm", "version": "2026.12.01-new"})
+    upload(s3, bucket, "v", newer)
+    new = fetch_model(uri, tmp_path)
+    assert new != old and new.name.startswith("model-2026.12.01-new-")
+    assert classify(load(uri, tmp_path))[1]["model"]["version"] == "2026.12.01-new"
+
+
+def test_unreachable_endpoint_answers_503(s3, monkeypatch, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    status, body = classify(load("s3://bucket/model", tmp_path))
+    assert status == 503
+    assert "cannot download manifest.json from S3 (EndpointConnectionError)" in body["message"]
