@@ -72,3 +72,12 @@ def test_choose_rule_keeps_micro_f1_and_prefers_per_label_when_labels_differ():
     chosen = next(s for s in scores_by_rule if s.name == rule.name)
     assert chosen.micro_f1 >= scores_by_rule[0].micro_f1 - thresholds.MICRO_F1_TOLERANCE
     assert rule.name != "global" and fitted.shape == (6,)
+
+
+def test_micro_ascent_never_lowers_in_sample_micro_f1_and_adapts_per_label():
+    targets, scores, _ = synthetic()
+    start = thresholds.best_global_threshold(targets, scores)
+    ascended = thresholds.micro_ascent_thresholds(targets, scores, start)
+    global_f1 = thresholds.micro_f1(targets, scores >= start)
+    assert thresholds.micro_f1(targets, scores >= ascended) >= global_f1
+    assert len(set(ascended.tolist())) > 1
