@@ -68,6 +68,28 @@ def staged_directory(target: str | Path) -> Iterator[Path]:
     if target.exists():
         retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
         os.replace(target, retired / target.name)
-    os.replace(staging, target)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if retired is not None:
+            os.replace(retired / target.name, target)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+    fsync_directory(target.parent)
+
+
+def fsync_directory(path: Path) -> None:
+    """Flush a directory's entries (renames) to disk, where the platform allows it."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)

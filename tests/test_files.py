@@ -1,0 +1,58 @@
+"""Atomic writes and the staged directory swap: old or new, never a mix."""
+
+import os
+
+import pytest
+
+from lambda_handler import files
+from lambda_handler.files import sha256_file, staged_directory, write_bytes_atomic
+
+
+def test_write_is_atomic_readable_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "sub" / "a.bin"
+    write_bytes_atomic(path, b"new")
+    assert path.read_bytes() == b"new" and path.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["a.bin"]
+    assert sha256_file(path) == "11507a0e2f5e69d5dfa40a62a1bd7b6ee57e6bcd85c67c9b8431b36fff21c437"
+
+
+def test_staged_directory_replaces_the_whole_folder(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    with staged_directory(target) as staging:
+        (staging / "fresh.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["fresh.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
+def test_failure_while_filling_keeps_the_old_folder(tmp_path, failure):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "a.txt").write_text("old")
+    with pytest.raises(failure), staged_directory(target) as staging:
+        (staging / "a.txt").write_text("half")
+        raise failure
+    assert (target / "a.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "a.txt").write_text("old")
+    real_replace, calls = os.replace, []
+
+    def flaky_replace(source, destination):
+        calls.append(source)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(files.os, "replace", flaky_replace)
+    with pytest.raises(OSError, match="disk full"), staged_directory(target) as staging:
+        (staging / "a.txt").write_text("new")
+    monkeypatch.undo()
+    assert (target / "a.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
