@@ -68,6 +68,50 @@ def test_end_to_end_on_the_kaggle_sample(tmp_path):
     report = (reports / "report.md").read_text()
     assert "| micro-F1 |" in report and "cs.CV" in report
 
+    # Train → export → serve on the same real papers: the runtime must encode and pad exactly
+    # as training did, and the exported model must answer through the handler.
+    model_dir = tmp_path / "model"
+    exported = subprocess.run(
+        [sys.executable, str(REPO / "export" / "run.py"), "--artifacts", str(artifacts),
+         "--reports", str(reports), "--out", str(model_dir)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert_runtime_encodes_like_training(artifacts, model_dir, Path(SAMPLE))
+
+
+def assert_runtime_encodes_like_training(artifacts: Path, model_dir: Path, sample: Path) -> None:
+    """Runtime tokenization and batching == training's, paper by paper, on the sample CSV."""
+    import numpy as np
+
+    from lambda_handler.model import Classifier
+    from lambda_handler.service import Service
+    from lambda_handler.settings import Settings
+    from lambda_handler.text import Tokenizer, english_stopwords, words
+    from train.data import read_csv
+    from train.lstm import padded_batch
+
+    frame = read_csv(sample)
+    training_tokenizer = Tokenizer.load(artifacts / "tokenizer.json")
+    assert training_tokenizer.stopwords == english_stopwords()
+    runtime = Classifier.load(model_dir)
+    training_side, runtime_side = [], []
+    for title, abstract in zip(frame["titles"], frame["summaries"], strict=True):
+        training_side.append(training_tokenizer.ids(words(title, abstract, english_stopwords())))
+        runtime_side.append(runtime.encode(title, abstract))
+    assert runtime_side == training_side and len(runtime_side) == 1000
+    batch = list(range(64))
+    scores_runtime = runtime.predict([runtime_side[i] for i in batch])
+    tokens_training = padded_batch(training_side, np.array(batch))
+    scores_direct = runtime.session.run(None, {"tokens": tokens_training})[0]
+    np.testing.assert_allclose(scores_runtime, scores_direct, atol=1e-5)  # padding-invariant
+
+    service = Service.from_settings(Settings(model_dir=model_dir))
+    event = {"title": frame["titles"][0], "abstract": frame["summaries"][0], "top_k": 3}
+    answer = service.handle(event, None)
+    body = json.loads(answer["body"])
+    assert answer["statusCode"] == 200 and 1 <= len(body["results"][0]["labels"]) <= 3
+
 
 @pytest.mark.parametrize(
     ("contents", "message"),

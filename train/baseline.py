@@ -30,7 +30,7 @@ class BaselineConfig:
     max_features: int = 100_000
     max_ngram: int = 2
     min_df: int = 2
-    C: float = 8.0
+    C: float = 4.0  # best validation micro-F1 of {4, 8, 16} on the 2025-26 data
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -1,8 +1,8 @@
 """The Keras BiLSTM classifier: architecture, length-bucketed batches and training loop.
 
-Design constraints from serving: no `mask_zero` (it exports to a slow ONNX `Loop`), pre-padding
-(so the forward LSTM ends on words), and pooling that ignores padding positions, so that a
-single abstract run at its real length scores the same as inside a padded batch.
+Design constraints from serving: no `mask_zero` (it exports to a slow ONNX `Loop`), and a
+recurrent block that never reads padding, so that a single abstract run at its real length
+scores exactly as it does inside any pre-padded batch.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from lambda_handler.text import PAD_ID, pad
+from train.embeddings import ppmi_vectors
 
 BUCKET_WIDTH = 16
 
@@ -32,6 +33,7 @@ class LSTMConfig:
     epochs: int = 8
     patience: int = 2
     average: int = 3
+    embedding_init: str = "ppmi"  # or "random"
     batch_size: int = 64
     learning_rate: float = 3e-3
     seed: int = 42
@@ -41,31 +43,57 @@ class LSTMConfig:
 
 
 @keras.saving.register_keras_serializable(package="arxiv_classifier")
-class MaskedMeanMaxPooling(layers.Layer):
-    """Concatenated mean and max over time of the non-padding positions only."""
+class PaddingInvariantBiLSTM(layers.Layer):
+    """Bidirectional LSTM that reads only the words, then mean+max pools them.
+
+    Input is pre-padded. The forward LSTM gets a post-padded copy (each row rolled left by its
+    padding) and the backward LSTM reads the pre-padded rows from the end, so both directions
+    see every word before any padding, and pooling keeps the first `length` outputs only. A
+    paper therefore scores the same alone or in any padded batch, without `mask_zero` (which
+    would export to a slow ONNX `Loop` instead of native `LSTM` ops).
+    """
+
+    def __init__(self, units: int, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.seed = units, seed
+        self.forward_lstm = layers.LSTM(units, return_sequences=True, seed=seed, name="forward")
+        self.backward_lstm = layers.LSTM(
+            units, return_sequences=True, go_backwards=True, seed=seed, name="backward"
+        )
+
+    def build(self, input_shape: list) -> None:
+        self.forward_lstm.build(input_shape[0])
+        self.backward_lstm.build(input_shape[0])
 
     def call(self, inputs: list) -> object:
-        sequence, tokens = inputs
-        mask = ops.expand_dims(ops.cast(ops.not_equal(tokens, PAD_ID), sequence.dtype), -1)
-        count = ops.maximum(ops.sum(mask, axis=1), 1.0)
-        mean = ops.sum(sequence * mask, axis=1) / count
-        maximum = ops.max(sequence + (mask - 1.0) * 1e4, axis=1)
+        embedded, tokens = inputs
+        steps = ops.shape(tokens)[1]
+        lengths = ops.sum(ops.cast(ops.not_equal(tokens, PAD_ID), "int32"), axis=1, keepdims=True)
+        rolled = (ops.arange(steps)[None, :] + (steps - lengths)) % steps
+        post_padded = ops.take_along_axis(embedded, ops.expand_dims(rolled, -1), axis=1)
+        # Both outputs hold the words' states at positions 0 … length-1 (the backward one in
+        # reverse order, which pooling does not care about).
+        states = ops.concatenate(
+            [self.forward_lstm(post_padded), self.backward_lstm(embedded)], axis=-1
+        )
+        mask = ops.expand_dims(ops.cast(ops.arange(steps)[None, :] < lengths, states.dtype), -1)
+        mean = ops.sum(states * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+        maximum = ops.max(states + (mask - 1.0) * 1e4, axis=1)
         return ops.concatenate([mean, maximum], axis=-1)
 
     def compute_output_shape(self, input_shape: list) -> tuple:
-        batch, _, features = input_shape[0]
-        return (batch, 2 * features)
+        return (input_shape[0][0], 4 * self.units)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units": self.units, "seed": self.seed}
 
 
 def build_model(vocab_size: int, n_labels: int, config: LSTMConfig) -> keras.Model:
-    """Embedding → SpatialDropout → BiLSTM → masked mean+max pooling → Dropout → sigmoid."""
+    """Embedding → SpatialDropout → padding-invariant BiLSTM (pooled) → Dropout → sigmoid."""
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = layers.Embedding(vocab_size, config.embedding_dim, name="embedding")(tokens)
     x = layers.SpatialDropout1D(config.spatial_dropout, seed=config.seed)(x)
-    x = layers.Bidirectional(
-        layers.LSTM(config.units, return_sequences=True, seed=config.seed), name="bilstm"
-    )(x)
-    x = MaskedMeanMaxPooling(name="pooling")([x, tokens])
+    x = PaddingInvariantBiLSTM(config.units, seed=config.seed, name="bilstm")([x, tokens])
     x = layers.Dropout(config.dropout, seed=config.seed)(x)
     probabilities = layers.Dense(n_labels, activation="sigmoid", name="probabilities")(x)
     return keras.Model(tokens, probabilities, name="arxiv_bilstm")
@@ -185,6 +213,11 @@ def train(
     """Fit the BiLSTM with binary cross-entropy and cosine-decayed Adam; returns model, history."""
     keras.utils.set_random_seed(config.seed)
     model = build_model(vocab_size, train_targets.shape[1], config)
+    if config.embedding_init == "ppmi":
+        vectors = ppmi_vectors(train_sequences, vocab_size, config.embedding_dim, seed=config.seed)
+        model.get_layer("embedding").set_weights([vectors])
+    elif config.embedding_init != "random":
+        raise ValueError(f"unknown embedding_init {config.embedding_init!r}")
     batches = bucketed_dataset(train_sequences, train_targets, config.batch_size, config.seed)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=config.epochs * int(batches.cardinality()), alpha=0.05

@@ -1,0 +1,71 @@
+"""Benchmark the full training run: wall time, peak memory and test quality against targets.
+
+    python bench/training.py --data path/to/arxiv_abstracts.csv.gz [-- extra train/run.py args]
+
+Runs `train/run.py` in a child process (so its peak RSS can be read), then prints the figures
+of issue #2 and whether each target is met. Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = (
+    ("wall time (min)", lambda r: r["minutes"], "≤", 20.0),
+    ("peak RSS (GB)", lambda r: r["peak_rss_gb"], "≤", 6.0),
+    ("LSTM test micro-F1", lambda r: r["lstm"]["micro_f1"], "≥", 0.71),
+    (
+        "LSTM minus baseline micro-F1",
+        lambda r: r["lstm"]["micro_f1"] - r["baseline"]["micro_f1"],
+        "≥",
+        0.0,
+    ),
+    ("LSTM test P@1", lambda r: r["lstm"]["p_at_1"], "≥", 0.88),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="the training CSV")
+    parser.add_argument("--reports", type=Path, default=REPO / "reports")
+    parser.add_argument("extra", nargs="*", help="more train/run.py arguments, after --")
+    args = parser.parse_args(argv)
+    command = [sys.executable, str(REPO / "train" / "run.py"), "--data", args.data]
+    command += ["--reports", str(args.reports), *args.extra]
+    started = time.perf_counter()
+    finished = subprocess.run(command, check=False)
+    minutes = (time.perf_counter() - started) / 60
+    if finished.returncode != 0:
+        print(f"train/run.py failed with exit code {finished.returncode}", file=sys.stderr)
+        return finished.returncode
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: kilobytes
+    metrics = json.loads((args.reports / "metrics.json").read_text(encoding="utf-8"))
+    results = {"minutes": minutes, "peak_rss_gb": peak_kb / 1024**2}
+    results |= {name: model["test"] for name, model in metrics["models"].items()}
+
+    print("\nfigure                          value    target   met")
+    missed = 0
+    for name, value_of, sign, target in TARGETS:
+        value = value_of(results)
+        met = value <= target if sign == "≤" else value >= target
+        missed += not met
+        print(f"{name:30s} {value:8.4f}   {sign} {target:<6g} {'yes' if met else 'NO'}")
+    for name in ("baseline", "lstm"):
+        test, rule = results[name], metrics["models"][name]["rule"]
+        print(
+            f"{name:9s} micro-F1 {test['micro_f1']:.4f}  macro-F1 {test['macro_f1']:.4f}  "
+            f"samples-F1 {test['samples_f1']:.4f}  P@1 {test['p_at_1']:.4f}  "
+            f"P@3 {test['p_at_3']:.4f}  rule: {rule}"
+        )
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
