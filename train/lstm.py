@@ -34,6 +34,7 @@ class LSTMConfig:
     patience: int = 2
     average: int = 3
     embedding_init: str = "ppmi"  # or "random"
+    embedding_trainable: bool = True
     batch_size: int = 64
     learning_rate: float = 3e-3
     seed: int = 42
@@ -91,7 +92,9 @@ class PaddingInvariantBiLSTM(layers.Layer):
 def build_model(vocab_size: int, n_labels: int, config: LSTMConfig) -> keras.Model:
     """Embedding → SpatialDropout → padding-invariant BiLSTM (pooled) → Dropout → sigmoid."""
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    x = layers.Embedding(vocab_size, config.embedding_dim, name="embedding")(tokens)
+    x = layers.Embedding(
+        vocab_size, config.embedding_dim, trainable=config.embedding_trainable, name="embedding"
+    )(tokens)
     x = layers.SpatialDropout1D(config.spatial_dropout, seed=config.seed)(x)
     x = PaddingInvariantBiLSTM(config.units, seed=config.seed, name="bilstm")([x, tokens])
     x = layers.Dropout(config.dropout, seed=config.seed)(x)
