@@ -54,8 +54,12 @@ class Response:
 def json_response(
     status: int, payload: object, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """A compact UTF-8 JSON response."""
+    """A compact UTF-8 JSON response (ASCII-escaped when the payload holds a lone surrogate)."""
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. an echoed id "\ud800": valid JSON in, valid UTF-8 out
+        body = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
     return Response(status, body, dict(headers or {}))
 
 

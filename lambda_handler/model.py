@@ -25,6 +25,10 @@ from lambda_handler.manifest import (
 from lambda_handler.text import OOV_ID, PAD_ID, Tokenizer
 
 LABELS_FORMAT_VERSION = 1
+# Papers per onnxruntime run within a batch. Sorting a batch by length and running it in groups
+# this small removes most padding (a batch of 32 abstracts padded to its longest is a third
+# padding), and the LSTM runs fastest per paper at 3 to 6 rows (bench/results.md).
+SUB_BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -104,17 +108,29 @@ class Classifier:
         return self.tokenizer.ids(words)
 
     def predict(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        """Scores `[n, n_labels]`: one paper runs unpadded, a batch is pre-padded to its longest."""
+        """Scores `[n, n_labels]` in input order: one paper runs unpadded; a batch runs sorted by
+        length in groups of at most `SUB_BATCH` papers, each pre-padded to its own longest."""
+        if max(map(len, sequences), default=0) == 0:
+            raise ValueError("every sequence must hold at least one token id")
+        if len(sequences) <= SUB_BATCH:
+            return self._run(sequences)
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        scores = np.empty((len(sequences), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), SUB_BATCH):
+            rows = order[start : start + SUB_BATCH]
+            scores[rows] = self._run([sequences[i] for i in rows])
+        return scores
+
+    def _run(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """One onnxruntime run: a single paper unpadded, several pre-padded to their longest."""
         if len(sequences) == 1:
             tokens = np.array(sequences, dtype=np.int32)
         else:
-            longest = max(map(len, sequences))
+            longest = max(1, *map(len, sequences))
             tokens = np.full((len(sequences), longest), PAD_ID, dtype=np.int32)
             for row, sequence in zip(tokens, sequences, strict=True):
                 if sequence:
                     row[longest - len(sequence) :] = sequence
-        if tokens.ndim != 2 or tokens.shape[1] == 0:
-            raise ValueError("every sequence must hold at least one token id")
         return self.session.run(self._output_names, {self.input_name: tokens})[0]
 
     def choose(self, scores: np.ndarray, top_k: int, threshold: float | None = None) -> np.ndarray:

@@ -71,6 +71,7 @@ def make_server(service: Service, host: str = "127.0.0.1", port: int = 3000) -> 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "arxiv-classifier-local"
+        disable_nagle_algorithm = True  # headers and body go out in two writes
         timeout = 30
 
         def _forward(self) -> None:

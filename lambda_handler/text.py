@@ -62,6 +62,8 @@ def english_stopwords() -> frozenset[str]:
 
 def normalize(text: str) -> str:
     """Lower-case `text` and strip accents (`Schrödinger` -> `schrodinger`)."""
+    if text.isascii():  # nothing to decompose: the fast path for nearly every abstract
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
 

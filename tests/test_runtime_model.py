@@ -72,6 +72,22 @@ def test_batch_is_pre_padded_to_its_longest_member_only(classifier, serving_netw
     assert pad(sequences)[1][0] == PAD_ID
 
 
+def test_a_large_batch_runs_by_length_in_sub_batches_padded_to_their_own_longest(
+    classifier, serving_network
+):
+    from lambda_handler.model import SUB_BATCH
+
+    sequences = [[5, 9, 12, 3, 7, 30, 2][:n] for n in (7, 1, 4, 6, 2, 5, 3, 7, 1)]
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    expected = np.zeros((len(sequences), len(SERVING_LABELS)))
+    for start in range(0, len(order), SUB_BATCH):
+        rows = order[start : start + SUB_BATCH]
+        expected[rows] = serving_network.predict(pad([sequences[i] for i in rows]))
+    np.testing.assert_allclose(classifier.predict(sequences), expected, atol=1e-5)
+    # The fixture network is not padding-invariant: one run padded to the longest differs.
+    assert np.abs(expected - serving_network.predict(pad(sequences))).max() > 1e-4
+
+
 def test_batch_rows_equal_single_runs_when_lengths_are_equal(classifier):
     sequences = [[5, 9, 12, 3], [7, 7, 2, 30], [1, 1, 1, 39]]
     batch = classifier.predict(sequences)

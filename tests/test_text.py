@@ -1,8 +1,11 @@
 """The shared text module: cleaning, vocabulary, encoding, padding and JSON round trips."""
 
 import json
+import unicodedata
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lambda_handler import text
 from lambda_handler.text import OOV_ID, PAD_ID, Tokenizer, pad, shipped_stopwords, words
@@ -95,3 +98,9 @@ def test_shipped_copy_equals_nltk_corpus_when_present():
 def test_english_stopwords_fall_back_to_the_shipped_copy(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "nltk.corpus", None)
     assert text.english_stopwords() == STOP
+
+
+@given(st.text(max_size=200))
+def test_normalize_fast_path_equals_the_unicode_path(value):
+    slow = "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
+    assert text.normalize(value) == slow.lower()

@@ -36,7 +36,7 @@ class LSTMConfig:
     embedding_init: str = "ppmi"  # or "random"
     embedding_trainable: bool = True
     batch_size: int = 64
-    learning_rate: float = 3e-3
+    learning_rate: float = 1.5e-3  # vs 3e-3: higher cross-fitted validation micro- and macro-F1
     seed: int = 42
 
     def to_dict(self) -> dict[str, object]:

@@ -1,0 +1,65 @@
+"""The "what the profile shows" section of bench/results.md, worded from this run's figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lambda_handler.model import SUB_BATCH
+
+ALTERNATIVES = Path(__file__).resolve().parent / "alternatives.md"
+SHIPPED_LEVEL = "graph optimization ORT_ENABLE_ALL"
+
+
+def text(results: dict) -> str:
+    """Markdown bullets explaining where the time goes and what each option changes."""
+    serving, options = results["serving"], results["options"]
+    ops, layouts, sessions = options["op_ms"], options["layouts"], options["sessions"]
+    size = options["batch"]
+    total = sum(ops.values())
+    lstm_share, gather_share = ops.get("LSTM", 0.0) / total, ops.get("GatherND", 0.0) / total
+    padding = options["padding"]
+    padded_share = 1 - padding["real_tokens"] / padding["padded_tokens"]
+    as_sent = layouts["padded to the longest (as sent)"]
+    shipped = layouts[f"sorted by length, sub-batches of {SUB_BATCH}"]
+    same_thread = [rate for name, rate in sessions.items() if "threads" not in name]
+    low, high = min(same_thread), max(same_thread)
+    spread = (high - low) / sessions[SHIPPED_LEVEL]
+    single, raw, encode = serving["single_ms"], serving["single_raw_ms"], serving["encode_ms"]
+    rest = single["p50"] - raw["p50"] - encode["p50"]
+    alternatives = (
+        f"bench/{ALTERNATIVES.name} measures both"
+        if ALTERNATIVES.is_file()
+        else "`python bench/alternatives.py` measures both"
+    )
+    return f"""## What the profile shows
+
+- **Batches:** the LSTM ops take {lstm_share:.0%} of a batch's time and `GatherND` (the
+  roll of the embeddings into a post-padded copy for the forward LSTM) {gather_share:.0%};
+  transposes, casts, index and mask arithmetic, pooling and the dense layer share the rest. A
+  batch of {size} abstracts padded to its longest member is {padded_share:.0%} padding, and
+  the LSTMs run every padding step. `Classifier.predict` (lambda_handler/model.py) therefore
+  sorts a batch by length and runs it in groups of at most `SUB_BATCH` = {SUB_BATCH}, each
+  pre-padded to its own longest: {shipped:,.0f} abstracts/s against {as_sent:,.0f} padded as
+  sent (raw call, table above). Groups this small also suit the LSTM kernel, which is fastest
+  per paper at 3 to 6 rows per run on this CPU. Scores do not change: the BiLSTM is
+  padding-invariant (train/lstm.py), which tests/test_train_run.py checks on the sample.
+- **Session options:** with one thread, every graph optimization level and
+  `session.intra_op.allow_spinning=0` land between {low:,.0f} and {high:,.0f} abstracts/s
+  (shipped `ORT_ENABLE_ALL`: {sessions[SHIPPED_LEVEL]:,.0f}), a spread of {spread:.0%}:
+  onnxruntime's optimizer neither speeds up the LSTM kernel nor removes the small ops.
+  Two intra-op threads give {sessions["2 threads (intra_op)"]:,.0f} and two threads with
+  `ORT_PARALLEL` {sessions["2 threads, ORT_PARALLEL"]:,.0f}: a second thread only helps when a
+  second core is idle, and the function at 1,024 MB has about 0.58 vCPU, so
+  `ORT_NUM_THREADS` stays 1.
+- **One abstract:** the handler's p50 of {single["p50"]:.3f} ms is the model run
+  ({raw["p50"]:.3f} ms, unpadded) plus tokenization in Python
+  ({encode["p50"]:.3f} ms: NFKD normalisation character by character, the token regex,
+  stopwords) plus {rest:.3f} ms of JSON parsing, validation, the decision rule, the response
+  and the log line.
+- **Not changed here:** the graph and the architecture. The same trained weights run as one
+  bidirectional ONNX `LSTM` with `sequence_lens` over post-padded token ids (an export change,
+  bench/seqlens_graph.py), and a smaller LSTM is faster still (a training change);
+  {alternatives}. An ASCII fast path in `lambda_handler.text.normalize` (NFKD and the
+  combining-mark filter are identities on ASCII) would halve the tokenization time; that
+  module is shared with training, so it is left as a suggestion.
+"""
