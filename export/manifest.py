@@ -13,14 +13,9 @@ from pathlib import Path
 from export import ExportError
 from export.graph import INPUT_NAME, OUTPUT_NAME
 from lambda_handler.files import sha256_file
+from lambda_handler.manifest import FORMAT_VERSION, MANIFEST_NAME, MODEL_FILE, REQUIRED_FILES
 
-FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
 MODEL_NAME = "arxiv-lstm"
-ONNX_FILE = "model.onnx"
-TOKENIZER_FILE = "tokenizer.json"
-LABELS_FILE = "labels.json"
-MODEL_FILES = (ONNX_FILE, TOKENIZER_FILE, LABELS_FILE)
 
 
 def file_entry(path: Path) -> dict[str, object]:
@@ -60,13 +55,13 @@ def build_manifest(
     parity: dict[str, object],
     versions: dict[str, str],
 ) -> dict[str, object]:
-    """The manifest of a directory holding `MODEL_FILES` (hashed here, from disk)."""
-    files = {name: file_entry(directory / name) for name in MODEL_FILES}
+    """The manifest of a directory holding `REQUIRED_FILES` (hashed here, from disk)."""
+    files = {name: file_entry(directory / name) for name in REQUIRED_FILES}
     return {
         "format_version": FORMAT_VERSION,
         "model": {
             "name": MODEL_NAME,
-            "version": model_version(created, files[ONNX_FILE]["sha256"]),
+            "version": model_version(created, files[MODEL_FILE]["sha256"]),
         },
         "created": utc_timestamp(created),
         "files": files,
@@ -80,7 +75,7 @@ def build_manifest(
 
 def read_manifest(directory: Path) -> dict[str, object]:
     """The parsed manifest of `directory`, checked for format version and a file list."""
-    path = directory / MANIFEST_FILE
+    path = directory / MANIFEST_NAME
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -99,8 +94,8 @@ def verify_model_dir(directory: Path) -> dict[str, object]:
     manifest = read_manifest(directory)
     for name, expected in manifest["files"].items():
         path = directory / name
-        if Path(name).name != name or name == MANIFEST_FILE:
-            raise ExportError(f"{directory / MANIFEST_FILE} lists an invalid file name {name!r}")
+        if Path(name).name != name or name == MANIFEST_NAME:
+            raise ExportError(f"{directory / MANIFEST_NAME} lists an invalid file name {name!r}")
         if not path.is_file():
             raise ExportError(f"{path} is listed in the manifest but missing")
         if file_entry(path) != expected:

@@ -14,6 +14,7 @@ import numpy as np
 from export import ExportError
 from export.graph import Predict
 from lambda_handler.text import pad
+from train.thresholds import predict_sets
 
 MAX_ABS_DIFF = 1e-4
 MIN_LABEL_SET_AGREEMENT = 0.999
@@ -51,13 +52,6 @@ def singles_by_length(sequences: Sequence[Sequence[int]], count: int) -> list[np
     return [np.asarray([ordered[int(i)]], dtype=np.int32) for i in picks]
 
 
-def decisions(probabilities: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Boolean `[batch, n_labels]` of the labels served: score >= threshold, plus the top one."""
-    chosen = probabilities >= thresholds
-    chosen[np.arange(len(probabilities)), probabilities.argmax(axis=1)] = True
-    return chosen
-
-
 def measure_parity(
     reference: Predict,
     candidate: Predict,
@@ -81,7 +75,7 @@ def measure_parity(
                 f"parity gate: output shapes differ, {expected.shape} vs {actual.shape}"
             )
         largest_diffs.append(np.max(np.abs(expected - actual)))
-        same = decisions(expected, thresholds) == decisions(actual, thresholds)
+        same = predict_sets(expected, thresholds) == predict_sets(actual, thresholds)
         agreeing += int(np.all(same, axis=1).sum())
     return ParityReport(
         papers=len(nonempty),

@@ -25,17 +25,10 @@ from export.convert import (
     to_onnx,
 )
 from export.graph import MIN_OPSET, check_graph, onnx_predictor, onnx_session, opset_version
-from export.manifest import (
-    LABELS_FILE,
-    MANIFEST_FILE,
-    ONNX_FILE,
-    TOKENIZER_FILE,
-    build_manifest,
-    summarize_metrics,
-    verify_model_dir,
-)
+from export.manifest import build_manifest, summarize_metrics, verify_model_dir
 from export.parity import BATCH_SIZE, check_parity, length_batches, measure_parity
 from lambda_handler.files import staged_directory, write_bytes_atomic, write_json_atomic
+from lambda_handler.manifest import LABELS_FILE, MANIFEST_NAME, MODEL_FILE, TOKENIZER_FILE
 from lambda_handler.text import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -91,7 +84,7 @@ def export_model(
     created = datetime.now(UTC)
 
     with staged_directory(out) as staging:
-        write_bytes_atomic(staging / ONNX_FILE, onnx_bytes)
+        write_bytes_atomic(staging / MODEL_FILE, onnx_bytes)
         artifacts.tokenizer.save(staging / TOKENIZER_FILE)
         write_json_atomic(staging / LABELS_FILE, labels_document(artifacts.labels))
         manifest = build_manifest(
@@ -103,7 +96,7 @@ def export_model(
             parity=parity.to_dict(),
             versions=library_versions(),
         )
-        write_json_atomic(staging / MANIFEST_FILE, manifest)
+        write_json_atomic(staging / MANIFEST_NAME, manifest)
         verify_staged(staging, artifacts.tokenizer, sample, onnx_predict(sample))
     return ExportResult(out=out, version=manifest["model"]["version"])
 
@@ -126,6 +119,6 @@ def verify_staged(
     verify_model_dir(staging)
     if Tokenizer.load(staging / TOKENIZER_FILE) != tokenizer:
         raise ExportError(f"staged {TOKENIZER_FILE} does not reload to the training tokenizer")
-    staged = onnx_predictor(onnx_session(staging / ONNX_FILE))
+    staged = onnx_predictor(onnx_session(staging / MODEL_FILE))
     if not np.allclose(staged(sample), expected, rtol=0, atol=1e-6):
-        raise ExportError(f"staged {ONNX_FILE} does not reproduce the checked model")
+        raise ExportError(f"staged {MODEL_FILE} does not reproduce the checked model")

@@ -16,7 +16,8 @@ from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
 
 from export import ExportError
-from export.manifest import MANIFEST_FILE, verify_model_dir
+from export.manifest import verify_model_dir
+from lambda_handler.manifest import MANIFEST_NAME
 
 CONTENT_TYPES = {".json": "application/json", ".onnx": "application/octet-stream"}
 
@@ -52,7 +53,7 @@ def upload_model_dir(
     manifest = verify_model_dir(directory)
     client = client or boto3.client("s3")
     keys = []
-    for name in [*manifest["files"], MANIFEST_FILE]:
+    for name in [*manifest["files"], MANIFEST_NAME]:
         key = location.key(name)
         content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
         try:

@@ -19,12 +19,12 @@ from export.manifest import build_manifest, summarize_metrics, verify_model_dir
 from export.parity import (
     ParityReport,
     check_parity,
-    decisions,
     length_batches,
     measure_parity,
     singles_by_length,
 )
 from lambda_handler.files import sha256_file
+from train.thresholds import predict_sets
 
 HIDDEN = 3
 
@@ -157,9 +157,9 @@ def test_singles_span_shortest_to_longest_at_exact_length() -> None:
     assert len(singles_by_length(sequences, 99)) == len(sequences)
 
 
-def test_decisions_apply_thresholds_and_always_keep_the_top_label() -> None:
+def test_served_label_sets_apply_thresholds_and_always_keep_the_top_label() -> None:
     probabilities = np.array([[0.2, 0.3, 0.1], [0.6, 0.7, 0.1]], dtype=np.float32)
-    chosen = decisions(probabilities, np.array([0.5, 0.5, 0.05], dtype=np.float32))
+    chosen = predict_sets(probabilities, np.array([0.5, 0.5, 0.05], dtype=np.float32))
     assert chosen.tolist() == [[False, True, True], [True, True, True]]
 
 
@@ -196,7 +196,9 @@ def test_gate_measures_the_largest_difference_and_label_flips() -> None:
     thresholds = np.full(3, 0.5)
     alone = [np.array([sequence]) for sequence in SEQUENCES if sequence]
     flipped = [
-        not np.array_equal(decisions(fake_model(a), thresholds), decisions(shifted(a), thresholds))
+        not np.array_equal(
+            predict_sets(fake_model(a), thresholds), predict_sets(shifted(a), thresholds)
+        )
         for a in alone
     ]
     assert 0 < np.mean(flipped) < 1
