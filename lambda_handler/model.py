@@ -100,12 +100,13 @@ class Classifier:
 
     def encode(self, title: str, abstract: str) -> list[int] | None:
         """Token ids of a paper, or None when its abstract has no content words."""
-        words = self.tokenizer.words(title, abstract)
         # words(title, abstract) == words(title, "") + words("", abstract): the joining newline
-        # is never part of a token, so the abstract adds words exactly when the count grows.
-        if not words or (title and len(words) == len(self.tokenizer.words(title, ""))):
+        # is never part of a token, so each part is tokenized once and the abstract judged alone.
+        abstract_words = self.tokenizer.words("", abstract)
+        if not abstract_words:
             return None
-        return self.tokenizer.ids(words)
+        title_words = self.tokenizer.words(title, "") if title else []
+        return self.tokenizer.ids(title_words + abstract_words)
 
     def predict(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Scores `[n, n_labels]` in input order: one paper runs unpadded; a batch runs sorted by
