@@ -16,7 +16,7 @@ def text(results: dict) -> str:
     ops, layouts, sessions = options["op_ms"], options["layouts"], options["sessions"]
     size = options["batch"]
     total = sum(ops.values())
-    lstm_share, gather_share = ops.get("LSTM", 0.0) / total, ops.get("GatherND", 0.0) / total
+    lstm_share = ops.get("LSTM", 0.0) / total
     padding = options["padding"]
     padded_share = 1 - padding["real_tokens"] / padding["padded_tokens"]
     as_sent = layouts["padded to the longest (as sent)"]
@@ -27,21 +27,20 @@ def text(results: dict) -> str:
     single, raw, encode = serving["single_ms"], serving["single_raw_ms"], serving["encode_ms"]
     rest = single["p50"] - raw["p50"] - encode["p50"]
     alternatives = (
-        f"bench/{ALTERNATIVES.name} measures both"
+        f"bench/{ALTERNATIVES.name} measures it and smaller models"
         if ALTERNATIVES.is_file()
-        else "`python bench/alternatives.py` measures both"
+        else "`python bench/alternatives.py` measures it and smaller models"
     )
     return f"""## What the profile shows
 
-- **Batches:** the LSTM ops take {lstm_share:.0%} of a batch's time and `GatherND` (the
-  roll of the embeddings into a post-padded copy for the forward LSTM) {gather_share:.0%};
-  transposes, casts, index and mask arithmetic, pooling and the dense layer share the rest. A
+- **Batches:** the LSTM ops take {lstm_share:.0%} of a batch's time; transposes, casts, the
+  roll of the token ids, mask arithmetic, pooling and the dense layer share the rest. A
   batch of {size} abstracts padded to its longest member is {padded_share:.0%} padding, and
   the LSTMs run every padding step. `Classifier.predict` (lambda_handler/model.py) therefore
   sorts a batch by length and runs it in groups of at most `SUB_BATCH` = {SUB_BATCH}, each
   pre-padded to its own longest: {shipped:,.0f} abstracts/s against {as_sent:,.0f} padded as
   sent (raw call, table above). Groups this small also suit the LSTM kernel, which is fastest
-  per paper at 3 to 6 rows per run on this CPU. Scores do not change: the BiLSTM is
+  per paper at a few rows per run on this CPU. Scores do not change: the BiLSTM is
   padding-invariant (train/lstm.py), which tests/test_train_run.py checks on the sample.
 - **Session options:** with one thread, every graph optimization level and
   `session.intra_op.allow_spinning=0` land between {low:,.0f} and {high:,.0f} abstracts/s
@@ -53,13 +52,11 @@ def text(results: dict) -> str:
   `ORT_NUM_THREADS` stays 1.
 - **One abstract:** the handler's p50 of {single["p50"]:.3f} ms is the model run
   ({raw["p50"]:.3f} ms, unpadded) plus tokenization in Python
-  ({encode["p50"]:.3f} ms: NFKD normalisation character by character, the token regex,
-  stopwords) plus {rest:.3f} ms of JSON parsing, validation, the decision rule, the response
-  and the log line.
-- **Not changed here:** the graph and the architecture. The same trained weights run as one
-  bidirectional ONNX `LSTM` with `sequence_lens` over post-padded token ids (an export change,
-  bench/seqlens_graph.py), and a smaller LSTM is faster still (a training change);
-  {alternatives}. An ASCII fast path in `lambda_handler.text.normalize` (NFKD and the
-  combining-mark filter are identities on ASCII) would halve the tokenization time; that
-  module is shared with training, so it is left as a suggestion.
+  ({encode["p50"]:.3f} ms: the token regex and stopwords; NFKD normalisation only for
+  non-ASCII text) plus {rest:.3f} ms of JSON parsing, validation, the decision rule, the
+  response and the log line.
+- **Graph:** the export converts `train.lstm.inference`, which rolls the int token ids (not
+  the embeddings) into the forward LSTM's post-padded copy and looks the embeddings up
+  directly. A hand-built graph of the same weights, one bidirectional `LSTM` with
+  `sequence_lens` (bench/seqlens_graph.py), also skips padding steps; {alternatives}.
 """

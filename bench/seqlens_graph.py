@@ -1,12 +1,12 @@
-"""The trained padding-invariant BiLSTM as a leaner ONNX graph: same weights, same function.
+"""The trained padding-invariant BiLSTM as a hand-built ONNX graph: same weights, same function.
 
-train/lstm.py's `PaddingInvariantBiLSTM` rolls the *embeddings* of each pre-padded row into a
-post-padded copy for its forward LSTM and runs a second, backward LSTM over the original rows;
-tf2onnx turns that into two LSTM ops, a `GatherND` over `[batch, time, embedding]` and some
-hundred small index and mask ops. The same function is one bidirectional ONNX `LSTM` with
-`sequence_lens` over post-padded input (its reverse direction starts at each row's last word),
-and the roll can move the int32 token ids instead of the embeddings. This module builds that
-graph from the Keras weights, for bench/alternatives.py to measure against the export.
+The export converts `train.lstm.inference` with tf2onnx: two unidirectional LSTM ops (forward
+over a post-padded copy of the ids, backward over the pre-padded ids), each running every
+padding step of a batch, plus the index, mask and shape ops tf2onnx emits. The same function
+is also one bidirectional ONNX `LSTM` with `sequence_lens` over the post-padded ids (its
+reverse direction starts at each row's last word, and no direction runs past a row's length).
+This module builds that graph from the Keras weights, for bench/alternatives.py to measure
+against the export; it is not converted by tf2onnx, so it does not ship.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Convert the Keras LSTM to ONNX with tf2onnx.
 
-tf2onnx's `from_keras` does not understand Keras 3 models, so the model is wrapped in a
-`tf.function` with a `[batch, time]` int32 signature and that function is converted. The same
-function serves as the Keras side of the parity gate, so both sides see identical inputs.
+tf2onnx's `from_keras` does not understand Keras 3 models, so the model's inference pass
+(`train.lstm.inference`, which rolls token ids rather than embeddings for a leaner graph) is
+wrapped in a `tf.function` with a `[batch, time]` int32 signature and that function is
+converted. The parity gate compares the result with the Keras model itself.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import onnxruntime
 import tensorflow as tf
 import tf2onnx
 
-import train.lstm  # noqa: F401  (registers the custom layers that load_model must rebuild)
+import train.lstm  # also registers the custom layers that load_model must rebuild
 from export import ExportError, first_line
 from export.graph import INPUT_NAME, OUTPUT_NAME, Predict
 
@@ -45,10 +46,10 @@ def load_keras_model(path: Path, n_labels: int, vocab_size: int) -> keras.Model:
 
 
 def serving_function(model: keras.Model) -> tf.types.experimental.PolymorphicFunction:
-    """Inference-mode call of `model` on int32 `tokens [batch, time]`, output `probabilities`."""
-    signature = [tf.TensorSpec([None, None], tf.int32, name=INPUT_NAME)]
+    """The inference pass of `model` on int32 `tokens [batch, time]`, output `probabilities`."""
     return tf.function(
-        lambda tokens: {OUTPUT_NAME: model(tokens, training=False)}, input_signature=signature
+        lambda tokens: {OUTPUT_NAME: train.lstm.inference(model, tokens)},
+        input_signature=[tf.TensorSpec([None, None], tf.int32, name=INPUT_NAME)],
     )
 
 
@@ -71,11 +72,15 @@ def _name_dynamic_dims(graph: onnx.GraphProto) -> None:
                 dim.dim_param = name
 
 
-def keras_predictor(function: tf.types.experimental.PolymorphicFunction) -> Predict:
-    """Probabilities `[batch, n_labels]` from the Keras model, for the parity gate."""
+def keras_predictor(model: keras.Model) -> Predict:
+    """Probabilities `[batch, n_labels]` from the Keras model as trained, for the parity gate."""
+    call = tf.function(
+        lambda tokens: model(tokens, training=False),
+        input_signature=[tf.TensorSpec([None, None], tf.int32)],
+    )
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        return function(batch)[OUTPUT_NAME].numpy()
+        return call(batch).numpy()
 
     return predict
 

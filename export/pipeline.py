@@ -54,8 +54,7 @@ def export_model(
         raise ExportError(f"output {out} exists and is not a directory")
     n_labels = len(artifacts.labels)
     model = load_keras_model(artifacts.model_path, n_labels, artifacts.tokenizer.size)
-    function = serving_function(model)
-    onnx_model = to_onnx(function, opset)
+    onnx_model = to_onnx(serving_function(model), opset)
     check_graph(onnx_model, n_labels)
     onnx_bytes, opset_used = onnx_model.SerializeToString(), opset_version(onnx_model)
     logger.info(
@@ -68,9 +67,7 @@ def export_model(
     sequences = [artifacts.tokenizer.encode(p.title, p.abstract) for p in artifacts.papers]
     onnx_predict = onnx_predictor(onnx_session(onnx_bytes))
     thresholds = [label.threshold for label in artifacts.labels]
-    parity = measure_parity(
-        keras_predictor(function), onnx_predict, sequences, thresholds, batch_size
-    )
+    parity = measure_parity(keras_predictor(model), onnx_predict, sequences, thresholds, batch_size)
     logger.info(
         "parity on %d papers (+%d alone): max |Δprob| %.1e, label sets agree for %.2f%%",
         parity.papers,

@@ -8,6 +8,7 @@ keras = pytest.importorskip("keras")
 from train.lstm import (  # noqa: E402
     LSTMConfig,
     build_model,
+    inference,
     length_batches,
     padded_batch,
     predict,
@@ -39,6 +40,19 @@ def test_scores_do_not_depend_on_padding_or_batch_neighbours():
     np.testing.assert_allclose(padded, alone, atol=1e-6)
     np.testing.assert_allclose(batch[:1], alone, atol=1e-6)
     assert np.abs(model(np.array([[5, 6, 7, 9]], dtype=np.int32)).numpy() - alone).max() > 1e-6
+
+
+def test_inference_pass_for_the_export_equals_the_model_on_padded_batches():
+    model = build_model(vocab_size=50, n_labels=3, config=TINY)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 50, size=(6, 9)).astype(np.int32)
+    for row, padding in enumerate([0, 1, 3, 5, 8, 0]):
+        tokens[row, :padding] = 0
+    expected = model(tokens, training=False).numpy()
+    np.testing.assert_allclose(inference(model, tokens).numpy(), expected, atol=1e-6)
+    # a different word changes the answer, so equality above is not vacuous
+    tokens[0, -1] = 1 + tokens[0, -1] % 49
+    assert np.abs(inference(model, tokens).numpy()[0] - expected[0]).max() > 1e-6
 
 
 def test_model_survives_a_keras_save_and_load(tmp_path):
