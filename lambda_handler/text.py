@@ -71,10 +71,11 @@ def normalize(text: str) -> str:
 def words(title: str, abstract: str, stopwords: frozenset[str]) -> list[str]:
     """Content words of a paper, in order: title first, then abstract."""
     text = normalize(f"{title}\n{abstract}")
+    # A number starts with a digit, so `token[0] <= "9"` spares most words the regex.
     return [
         token
         for token in _TOKEN.findall(text)
-        if token not in stopwords and not _NUMBER.fullmatch(token)
+        if token not in stopwords and not (token[0] <= "9" and _NUMBER.fullmatch(token))
     ]
 
 
