@@ -6,14 +6,20 @@ sha256, so the manifest is written (and uploaded) last.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 from export import ExportError
 from export.graph import INPUT_NAME, OUTPUT_NAME
 from lambda_handler.files import sha256_file
-from lambda_handler.manifest import FORMAT_VERSION, MANIFEST_NAME, MODEL_FILE, REQUIRED_FILES
+from lambda_handler.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    MODEL_FILE,
+    REQUIRED_FILES,
+    Manifest,
+    ModelError,
+)
 
 MODEL_NAME = "arxiv-lstm"
 
@@ -73,31 +79,22 @@ def build_manifest(
     }
 
 
-def read_manifest(directory: Path) -> dict[str, object]:
-    """The parsed manifest of `directory`, checked for format version and a file list."""
+def verify_model_dir(directory: Path) -> Manifest:
+    """The manifest of `directory`, once every file it lists matches its size and sha256.
+
+    It is read by the function's own parser (lambda_handler.manifest), so the export and the
+    upload accept exactly the directories the function would serve.
+    """
     path = directory / MANIFEST_NAME
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = Manifest.parse(path.read_bytes())
+        for entry in manifest.files.values():
+            listed = directory / entry.name
+            if not listed.is_file():
+                raise ExportError(f"{listed} is listed in the manifest but missing")
+            entry.verify(listed.read_bytes())
     except FileNotFoundError:
         raise ExportError(f"{path} not found: {directory} is not a model directory") from None
-    except json.JSONDecodeError as error:
-        raise ExportError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        raise ExportError(f"{path}: expected an object with format_version {FORMAT_VERSION}")
-    if not isinstance(manifest.get("files"), dict) or not manifest["files"]:
-        raise ExportError(f"{path}: files must be a non-empty object")
-    return manifest
-
-
-def verify_model_dir(directory: Path) -> dict[str, object]:
-    """The manifest of `directory`, once every file it lists matches its size and sha256."""
-    manifest = read_manifest(directory)
-    for name, expected in manifest["files"].items():
-        path = directory / name
-        if Path(name).name != name or name == MANIFEST_NAME:
-            raise ExportError(f"{directory / MANIFEST_NAME} lists an invalid file name {name!r}")
-        if not path.is_file():
-            raise ExportError(f"{path} is listed in the manifest but missing")
-        if file_entry(path) != expected:
-            raise ExportError(f"{path} does not match the size and sha256 in the manifest")
+    except ModelError as error:
+        raise ExportError(f"{directory}: {error}") from None
     return manifest

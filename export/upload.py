@@ -53,7 +53,7 @@ def upload_model_dir(
     manifest = verify_model_dir(directory)
     client = client or boto3.client("s3")
     keys = []
-    for name in [*manifest["files"], MANIFEST_NAME]:
+    for name in [*manifest.files, MANIFEST_NAME]:
         key = location.key(name)
         content_type = CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
         try:

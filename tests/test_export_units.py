@@ -270,7 +270,11 @@ def test_manifest_names_the_version_and_hashes_every_file(tmp_path: Path) -> Non
     assert manifest["created"] == "2026-11-25T20:00:01Z"
     assert manifest["files"]["model.onnx"] == {"sha256": onnx_sha, "bytes": 4}
     assert list(manifest["files"]) == ["model.onnx", "tokenizer.json", "labels.json"]
-    assert verify_model_dir(tmp_path / "model") == manifest
+    verified = verify_model_dir(tmp_path / "model")
+    assert (verified.name, verified.version) == ("arxiv-lstm", manifest["model"]["version"])
+    assert {name: (e.sha256, e.size) for name, e in verified.files.items()} == {
+        name: (entry["sha256"], entry["bytes"]) for name, entry in manifest["files"].items()
+    }
 
 
 def tamper(directory: Path) -> None:
@@ -296,16 +300,23 @@ def rewrite_manifest(**changes: object):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (tamper, r"\S+/model.onnx does not match the size and sha256 in the manifest"),
+        (tamper, r"\S+/model: model.onnx sha256 \S+ does not match manifest.json .*"),
         (remove, r"\S+/labels.json is listed in the manifest but missing"),
-        (rewrite_manifest(format_version=2), r"\S+/manifest.json: expected an object with .*"),
+        (
+            rewrite_manifest(format_version=2),
+            r"\S+/model: manifest.json format_version is 2; this function reads only .*",
+        ),
         (
             rewrite_manifest(files={"../model.onnx": {}}),
-            r"\S+/manifest.json lists an invalid file name '../model.onnx'",
+            r"\S+/model: manifest.json lists an invalid file name '../model.onnx'",
+        ),
+        (
+            rewrite_manifest(io={}),
+            r"\S+/model: manifest.json io must name the model's 'input' and 'output'",
         ),
         (lambda d: (d / "manifest.json").unlink(), r"\S+/manifest.json not found: .*"),
     ],
-    ids=["tampered", "missing-file", "format-version", "unsafe-name", "no-manifest"],
+    ids=["tampered", "missing-file", "format-version", "unsafe-name", "no-io", "no-manifest"],
 )
 def test_verify_refuses_a_damaged_directory(tmp_path: Path, damage, message: str) -> None:
     write_model_dir(tmp_path / "model")
