@@ -49,7 +49,10 @@ def text(results: dict) -> str:
   Two intra-op threads give {sessions["2 threads (intra_op)"]:,.0f} and two threads with
   `ORT_PARALLEL` {sessions["2 threads, ORT_PARALLEL"]:,.0f}: a second thread only helps when a
   second core is idle, and the function at 1,024 MB has about 0.58 vCPU, so
-  `ORT_NUM_THREADS` stays 1.
+  `ORT_NUM_THREADS` stays 1. A function given two vCPUs (`MemorySize` 3,538 MB or more) with
+  `ORT_NUM_THREADS=2` runs a batch of {size}, sorted into sub-batches of {SUB_BATCH}, at
+  {options["two_threads_sub_batched"]:,.0f} abstracts/s (raw call; on this virtual machine
+  the second thread's gain varies from run to run, between about 1.1x and 1.7x).
 - **One abstract:** the handler's p50 of {single["p50"]:.3f} ms is the model run
   ({raw["p50"]:.3f} ms, unpadded) plus tokenization in Python
   ({encode["p50"]:.3f} ms: the token regex and stopwords; NFKD normalisation only for

@@ -187,7 +187,7 @@ def options(function_dir: Path, workload: dict) -> dict:
     import numpy as np
     import onnxruntime as ort
 
-    from lambda_handler.model import Classifier
+    from lambda_handler.model import SUB_BATCH, Classifier
     from lambda_handler.settings import Settings
     from lambda_handler.text import pad
 
@@ -234,6 +234,10 @@ def options(function_dir: Path, workload: dict) -> dict:
     for most in workload["sub_batches"]:
         label = f"sorted by length, sub-batches of {most}"
         results["layouts"][label] = rate(shipped, [split(group, most) for group in groups])
+    # what ORT_NUM_THREADS=2 gives a function with two vCPUs, with the shipped sub-batches
+    results["two_threads_sub_batched"] = rate(
+        session(2), [split(group, SUB_BATCH) for group in groups]
+    )
     variants = {
         **{f"graph optimization {level}": {"level": level} for level in GRAPH_LEVELS},
         "allow_spinning=0": {"session.intra_op.allow_spinning": "0"},

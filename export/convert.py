@@ -56,11 +56,18 @@ def serving_function(model: keras.Model) -> tf.types.experimental.PolymorphicFun
 def to_onnx(function: tf.types.experimental.PolymorphicFunction, opset: int) -> onnx.ModelProto:
     """Convert a serving function; the dict output gives the ONNX output its name."""
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    logging.getLogger("tf2onnx.rewriter.rnn_utils").addFilter(_drop_expected_bi_rnn_notice)
     model, _ = tf2onnx.convert.from_function(
         function, input_signature=function.input_signature, opset=opset
     )
     _name_dynamic_dims(model.graph)
     return model
+
+
+def _drop_expected_bi_rnn_notice(record: logging.LogRecord) -> bool:
+    """tf2onnx warns that the backward LSTM is not half of a bidirectional RNN; by design it
+    is not (each direction reads its own copy of the ids), so the warning would only alarm."""
+    return "isn't the part of bi-rnn" not in record.getMessage()
 
 
 def _name_dynamic_dims(graph: onnx.GraphProto) -> None:
