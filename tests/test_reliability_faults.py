@@ -247,10 +247,10 @@ def previous_run(tmp_path: Path) -> tuple[Path, Path]:
     return artifacts, reports
 
 
-def train_command(artifacts: Path, reports: Path) -> list[str]:
+def train_command(artifacts: Path, reports: Path, *extra: str) -> list[str]:
     return [
         sys.executable, str(REPO / "train" / "run.py"), "--data", str(SAMPLE),
-        "--artifacts", str(artifacts), "--reports", str(reports), *TRAIN_ARGS,
+        "--artifacts", str(artifacts), "--reports", str(reports), *TRAIN_ARGS, *extra,
     ]  # fmt: skip
 
 
@@ -259,10 +259,13 @@ def test_sigint_during_training_exits_130_and_leaves_no_half_written_artifacts(p
     artifacts, reports = previous_run
     before = snapshot(artifacts.parent)
     log = artifacts.parent.parent / "train.log"
-    process = start(train_command(artifacts, reports), log)
+    # Five epochs, interrupted when the first one has been scored: patience 2 guarantees at
+    # least two more, so the signal lands inside model.fit (one epoch ended the run before
+    # a fixed sleep on a fast machine).
+    process = start(train_command(artifacts, reports, "--epochs", "5"), log)
     try:
-        assert wait_for(lambda: "LSTM:" in log.read_text(), process, timeout=600), log.read_text()
-        time.sleep(1.5)  # inside model.fit
+        first_epoch = lambda: " - val micro-F1" in log.read_text()  # noqa: E731
+        assert wait_for(first_epoch, process, timeout=600), log.read_text()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=120) == 130, log.read_text()[-3000:]
     finally:
