@@ -187,9 +187,16 @@ def kill_at_random(process: subprocess.Popen, target: Path, rng: random.Random) 
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:
+    """Run `command` in its own session with SIGINT at its default: a shell's background job
+    (`cmd &`, `nohup`) ignores SIGINT, and Python keeps an ignored SIGINT ignored."""
     with open(log, "w") as out:
         return subprocess.Popen(
-            command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
 
