@@ -145,9 +145,30 @@ def test_data_comes_from_the_environment_when_no_flag(tmp_path):
     )
 
 
-def test_invalid_option_is_a_usage_error(tmp_path):
-    result = run_cli("--epochs", "0")
-    assert result.returncode == 2 and "--epochs must be a positive integer" in result.stderr
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--epochs", "0", "--epochs must be a positive integer"),
+        ("--learning-rate", "0", "--learning-rate must be between 0 and 1"),
+        ("--dropout", "1", "--dropout must be at least 0 and below 1"),
+        ("--spatial-dropout", "-0.1", "--spatial-dropout must be at least 0 and below 1"),
+    ],
+)
+def test_invalid_option_is_a_usage_error(option, value, message):
+    result = run_cli(option, value)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_model_options_reach_the_lstm_config():
+    pipeline = pytest.importorskip("train.pipeline")
+    from train.run import parse_args
+
+    args = ["--units", "64", "--learning-rate", "0.0025", "--dropout", "0.3"]
+    config = pipeline.Settings.from_args(parse_args([*args, "--spatial-dropout", "0.2"])).lstm
+    assert (config.units, config.learning_rate, config.dropout, config.spatial_dropout) == (
+        64, 0.0025, 0.3, 0.2,
+    )  # fmt: skip
+    assert pipeline.Settings.from_args(parse_args([])).lstm == pipeline.lstm.LSTMConfig()
 
 
 def test_interrupted_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch):

@@ -47,7 +47,15 @@ class Settings:
         """Settings from `train/run.py`'s parsed arguments; unset options keep their defaults."""
         lstm_overrides = {
             key: getattr(args, key)
-            for key in ("epochs", "units", "embedding_dim", "batch_size")
+            for key in (
+                "epochs",
+                "units",
+                "embedding_dim",
+                "batch_size",
+                "learning_rate",
+                "dropout",
+                "spatial_dropout",
+            )
             if getattr(args, key) is not None
         }
         baseline_config = baseline.BaselineConfig()

@@ -51,6 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--units", type=int, default=None, help="LSTM units per direction")
     model.add_argument("--embedding-dim", type=int, default=None, help="embedding width")
     model.add_argument("--batch-size", type=int, default=None, help="LSTM batch size")
+    model.add_argument("--learning-rate", type=float, default=None, help="LSTM Adam learning rate")
+    model.add_argument("--dropout", type=float, default=None, help="dropout before the output")
+    model.add_argument(
+        "--spatial-dropout", type=float, default=None, help="dropout of embedding channels"
+    )
     model.add_argument("--baseline-max-features", type=int, default=None, help="TF-IDF features")
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -74,6 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    if args.learning_rate is not None and not 0 < args.learning_rate < 1:
+        parser.error("--learning-rate must be between 0 and 1")
+    for name in ("dropout", "spatial_dropout"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 0 and below 1")
     return args
 
 
