@@ -14,11 +14,11 @@ from export.graph import INPUT_NAME, OUTPUT_NAME
 from lambda_handler.files import sha256_file
 from lambda_handler.manifest import (
     FORMAT_VERSION,
-    MANIFEST_NAME,
     MODEL_FILE,
     REQUIRED_FILES,
     Manifest,
     ModelError,
+    read_model_dir,
 )
 
 MODEL_NAME = "arxiv-lstm"
@@ -82,19 +82,11 @@ def build_manifest(
 def verify_model_dir(directory: Path) -> Manifest:
     """The manifest of `directory`, once every file it lists matches its size and sha256.
 
-    It is read by the function's own parser (lambda_handler.manifest), so the export and the
-    upload accept exactly the directories the function would serve.
+    It is read as the function reads it (lambda_handler.manifest.read_model_dir), so the export
+    and the upload accept exactly the directories the function would serve.
     """
-    path = directory / MANIFEST_NAME
     try:
-        manifest = Manifest.parse(path.read_bytes())
-        for entry in manifest.files.values():
-            listed = directory / entry.name
-            if not listed.is_file():
-                raise ExportError(f"{listed} is listed in the manifest but missing")
-            entry.verify(listed.read_bytes())
-    except FileNotFoundError:
-        raise ExportError(f"{path} not found: {directory} is not a model directory") from None
+        manifest, _ = read_model_dir(directory)
     except ModelError as error:
         raise ExportError(f"{directory}: {error}") from None
     return manifest

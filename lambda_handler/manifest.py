@@ -1,7 +1,8 @@
 """The model directory's manifest.json: parse it, check its version, verify files against it.
 
-See docs/model_format.md. Both the local loader (model.py) and the S3 downloader (s3_model.py)
-trust a file only after its size and sha256 match the manifest.
+See docs/model_format.md. The local loader (model.py, through `read_model_dir`), the S3
+downloader (s3_model.py) and the export's check of what it wrote trust a file only after its
+size and sha256 match the manifest.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -108,3 +110,29 @@ def _file_entry(name: object, spec: object) -> FileEntry:
     if type(size) is not int or size < 0:
         raise ModelError(f"manifest.json bytes of {name} is not a non-negative integer")
     return FileEntry(name=name, sha256=sha256, size=size)
+
+
+def read_model_dir(model_dir: Path) -> tuple[Manifest, dict[str, bytes]]:
+    """The manifest of `model_dir` and the bytes of every file it lists, each checked against
+    it; raise ModelError naming the first problem."""
+    manifest_path = model_dir / MANIFEST_NAME
+    if not model_dir.is_dir():
+        raise ModelError("no model: the model directory does not exist")
+    if not manifest_path.is_file():
+        raise ModelError("no model: manifest.json is missing from the model directory")
+    manifest = Manifest.parse(read_file(manifest_path, MANIFEST_NAME))
+    blobs: dict[str, bytes] = {}
+    for name, entry in manifest.files.items():
+        blobs[name] = read_file(model_dir / name, name)
+        entry.verify(blobs[name])
+    return manifest, blobs
+
+
+def read_file(path: Path, name: str) -> bytes:
+    """Bytes of a model file, with a ModelError naming it when missing or unreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{name} is missing from the model directory") from None
+    except OSError as error:
+        raise ModelError(f"{name} cannot be read ({error.strerror})") from None

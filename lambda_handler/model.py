@@ -16,11 +16,10 @@ import onnxruntime as ort
 
 from lambda_handler.manifest import (
     LABELS_FILE,
-    MANIFEST_NAME,
     MODEL_FILE,
     TOKENIZER_FILE,
-    Manifest,
     ModelError,
+    read_model_dir,
 )
 from lambda_handler.text import OOV_ID, PAD_ID, Tokenizer
 
@@ -72,18 +71,7 @@ class Classifier:
     @classmethod
     def load(cls, model_dir: str | Path, threads: int = 1) -> Classifier:
         """Load `model_dir`, verifying every file against manifest.json; raise ModelError."""
-        model_dir = Path(model_dir)
-        manifest_path = model_dir / MANIFEST_NAME
-        if not model_dir.is_dir():
-            raise ModelError("no model: the model directory does not exist")
-        if not manifest_path.is_file():
-            raise ModelError("no model: manifest.json is missing from the model directory")
-        manifest = Manifest.parse(_read(manifest_path, MANIFEST_NAME))
-        blobs: dict[str, bytes] = {}
-        for name, entry in manifest.files.items():
-            data = _read(model_dir / name, name)
-            entry.verify(data)
-            blobs[name] = data
+        manifest, blobs = read_model_dir(Path(model_dir))
         labels = parse_labels(blobs[LABELS_FILE])
         tokenizer = parse_tokenizer(blobs[TOKENIZER_FILE])
         session = open_session(blobs[MODEL_FILE], threads)
@@ -236,16 +224,6 @@ def open_session(model: bytes, threads: int) -> ort.InferenceSession:
         raise ModelError(
             f"model.onnx cannot be loaded by onnxruntime: {_first_line(error)}"
         ) from None
-
-
-def _read(path: Path, name: str) -> bytes:
-    """Bytes of a model file, with a ModelError naming it when missing or unreadable."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{name} is missing from the model directory") from None
-    except OSError as error:
-        raise ModelError(f"{name} cannot be read ({error.strerror})") from None
 
 
 def _first_line(error: BaseException, limit: int = 300) -> str:

@@ -301,7 +301,7 @@ def rewrite_manifest(**changes: object):
     ("damage", "message"),
     [
         (tamper, r"\S+/model: model.onnx sha256 \S+ does not match manifest.json .*"),
-        (remove, r"\S+/labels.json is listed in the manifest but missing"),
+        (remove, r"\S+/model: labels.json is missing from the model directory"),
         (
             rewrite_manifest(format_version=2),
             r"\S+/model: manifest.json format_version is 2; this function reads only .*",
@@ -314,7 +314,10 @@ def rewrite_manifest(**changes: object):
             rewrite_manifest(io={}),
             r"\S+/model: manifest.json io must name the model's 'input' and 'output'",
         ),
-        (lambda d: (d / "manifest.json").unlink(), r"\S+/manifest.json not found: .*"),
+        (
+            lambda d: (d / "manifest.json").unlink(),
+            r"\S+/model: no model: manifest.json is missing from the model directory",
+        ),
     ],
     ids=["tampered", "missing-file", "format-version", "unsafe-name", "no-io", "no-manifest"],
 )
