@@ -267,8 +267,8 @@ def test_sigint_during_training_exits_130_and_leaves_no_half_written_artifacts(p
     before = snapshot(artifacts.parent)
     log = artifacts.parent.parent / "train.log"
     # Five epochs, interrupted when the first one has been scored: patience 2 guarantees at
-    # least two more, so the signal lands inside model.fit (one epoch ended the run before
-    # a fixed sleep on a fast machine).
+    # least two more, so the signal lands inside model.fit however fast the machine is (a
+    # fixed sleep assumed how long one epoch takes).
     process = start(train_command(artifacts, reports, "--epochs", "5"), log)
     try:
         first_epoch = lambda: " - val micro-F1" in log.read_text()  # noqa: E731
