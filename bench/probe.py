@@ -172,7 +172,7 @@ def warm(function_dir: Path, workload: dict) -> dict:
         "single_handler_s": handler_times,
         "single_raw_s": raw_times,
         "encode_s": encode_times,
-        "tokens": [len(sequence) for sequence in sequences],
+        "tokens": [len(paper.ids) for paper in sequences],
         "batches": batches,
         "rss_after_load_mb": loaded_rss,
         "peak_rss_mb": peak_rss_mb(),
@@ -194,7 +194,7 @@ def options(function_dir: Path, workload: dict) -> dict:
     settings = Settings.from_env()  # the environment the parent gave the function
     classifier = Classifier.load(settings.model_dir, settings.ort_threads)
     onnx_bytes = (settings.model_dir / "model.onnx").read_bytes()
-    sequences = [classifier.encode(title, abstract) for title, abstract in workload["papers"]]
+    sequences = [classifier.encode(title, abstract).ids for title, abstract in workload["papers"]]
     size, min_seconds = workload["options_batch"], workload["min_seconds"]
     groups = [sequences[i : i + size] for i in range(0, len(sequences) - size + 1, size)][:20]
 
@@ -306,7 +306,7 @@ def candidate_figures(classifier, workload: dict) -> tuple[dict, object]:
 
     size, min_seconds = workload["batch"], workload["min_seconds"]
     encoded = (classifier.encode(title, abstract) for title, abstract in workload["papers"])
-    sequences = [sequence for sequence in encoded if sequence]
+    sequences = [paper.ids for paper in encoded if paper]
     groups = [sequences[i : i + size] for i in range(0, len(sequences) - size + 1, size)][:20]
 
     def as_sent(group: list[list[int]]) -> Callable[[], object]:
@@ -315,15 +315,15 @@ def candidate_figures(classifier, workload: dict) -> tuple[dict, object]:
 
     figures = {
         "single_s": timed(
-            lambda s=sequence: classifier.predict([s])
+            lambda s=sequence: classifier.predict_lstm([s])
             for sequence in sequences[: workload["requests"]]
         ),
         "as_sent": throughput([as_sent(g) for g in groups], size, min_seconds)["per_second"],
         "sub_batched": throughput(
-            [lambda g=group: classifier.predict(g) for group in groups], size, min_seconds
+            [lambda g=group: classifier.predict_lstm(g) for group in groups], size, min_seconds
         )["per_second"],
     }
-    return figures, np.concatenate([classifier.predict(group) for group in groups[:8]])
+    return figures, np.concatenate([classifier.predict_lstm(group) for group in groups[:8]])
 
 
 def op_times(trace: Path, runs: int) -> dict[str, float]:

@@ -11,35 +11,48 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from export import ExportError
+from lambda_handler.combiner import Combiner
+from lambda_handler.manifest import (
+    BASELINE_FILE,
+    BASELINE_WEIGHTS_FILE,
+    COMBINER_FILE,
+    COMBINER_WEIGHTS_FILE,
+)
 from lambda_handler.text import Tokenizer
+from lambda_handler.tfidf import TfidfScorer, load_arrays
 
 LABELS_FORMAT_VERSION = 1
 MODEL_FILE = "lstm.keras"
 TOKENIZER_FILE = "tokenizer.json"
 LABELS_FILE = "labels.json"
 TEST_SPLIT_FILE = "test_split.jsonl.gz"
+PREDICTIONS_FILE = "predictions.npz"
 DATA_FILE = "data.json"
 METRICS_FILE = "metrics.json"
-MODELS = ("baseline", "lstm")
+MODELS = ("baseline", "lstm", "served")
 
 
 @dataclass(frozen=True)
 class Label:
-    """One output of the model: arXiv code, human-readable name, decision threshold, support."""
+    """One output of the served system: arXiv code, name, archive, threshold, support."""
 
     code: str
     name: str
+    archive: str
     threshold: float
     support: int
 
 
 @dataclass(frozen=True)
 class Paper:
-    """A held-out test paper, as much of it as the tokenizer reads."""
+    """A held-out test paper: what the tokenizer reads, and its true labels."""
 
     title: str
     abstract: str
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,20 @@ class Artifacts:
     papers: tuple[Paper, ...]
     training_data: dict[str, object]
     metrics: dict[str, dict[str, object]]
+    baseline_files: dict[str, bytes]  # copied verbatim into the model directory
+    combiner_files: dict[str, bytes]
+    baseline: TfidfScorer
+    combiner: Combiner
+    predictions: dict[str, np.ndarray]  # training's test-split scores: lstm, baseline, served
+
+    @property
+    def lstm_thresholds(self) -> np.ndarray:
+        """The LSTM's own thresholds (its decision rule alone), for the Keras/ONNX parity gate."""
+        return np.asarray(self.metrics["lstm"]["thresholds"], dtype=np.float32)
+
+    @property
+    def served_thresholds(self) -> np.ndarray:
+        return np.asarray([label.threshold for label in self.labels], dtype=np.float32)
 
 
 def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifacts:
@@ -60,16 +87,66 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
     if not artifacts_dir.is_dir():
         raise ExportError(f"artifacts directory {artifacts_dir} not found (run train/run.py first)")
     model_path = _existing(artifacts_dir / MODEL_FILE)
+    labels = parse_labels(read_json(artifacts_dir / LABELS_FILE), artifacts_dir / LABELS_FILE)
+    papers = read_papers(artifacts_dir / TEST_SPLIT_FILE)
+    metrics = parse_metrics(read_json(reports_dir / METRICS_FILE), reports_dir / METRICS_FILE)
+    baseline_files = read_files(artifacts_dir, (BASELINE_FILE, BASELINE_WEIGHTS_FILE))
+    combiner_files = read_files(artifacts_dir, (COMBINER_FILE,))
+    if (artifacts_dir / COMBINER_WEIGHTS_FILE).is_file():
+        combiner_files.update(read_files(artifacts_dir, (COMBINER_WEIGHTS_FILE,)))
+    try:
+        baseline = TfidfScorer.from_files(*baseline_files.values())
+    except ValueError as error:
+        raise ExportError(f"{artifacts_dir / BASELINE_FILE}: {error}") from None
+    try:
+        combiner = Combiner.from_files(
+            combiner_files[COMBINER_FILE], combiner_files.get(COMBINER_WEIGHTS_FILE)
+        )
+    except ValueError as error:
+        raise ExportError(f"{artifacts_dir / COMBINER_FILE}: {error}") from None
+    codes = tuple(label.code for label in labels)
+    if combiner.labels != codes or baseline.n_labels != len(codes):
+        raise ExportError(
+            f"{artifacts_dir}: the combiner's or the baseline's labels differ from {LABELS_FILE}"
+        )
+    predictions = read_predictions(artifacts_dir / PREDICTIONS_FILE, (len(papers), len(labels)))
+    if len(metrics["lstm"].get("thresholds", ())) != len(labels):
+        raise ExportError(
+            f"{reports_dir / METRICS_FILE}: models.lstm.thresholds must fit the labels"
+        )
     return Artifacts(
         model_path=model_path,
         tokenizer=read_tokenizer(artifacts_dir / TOKENIZER_FILE),
-        labels=parse_labels(read_json(artifacts_dir / LABELS_FILE), artifacts_dir / LABELS_FILE),
-        papers=read_papers(artifacts_dir / TEST_SPLIT_FILE),
+        labels=labels,
+        papers=papers,
         training_data=parse_training_data(
             read_json(artifacts_dir / DATA_FILE), artifacts_dir / DATA_FILE
         ),
-        metrics=parse_metrics(read_json(reports_dir / METRICS_FILE), reports_dir / METRICS_FILE),
+        metrics=metrics,
+        baseline_files=baseline_files,
+        combiner_files=combiner_files,
+        baseline=baseline,
+        combiner=combiner,
+        predictions=predictions,
     )
+
+
+def read_files(directory: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The bytes of each named training output, in order."""
+    return {name: _existing(directory / name).read_bytes() for name in names}
+
+
+def read_predictions(path: Path, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Training's test-split scores of the LSTM, the baseline and the served system."""
+    names = ("lstm_test", "baseline_test", "served_test")
+    try:
+        arrays = load_arrays(_existing(path).read_bytes(), names)
+    except ValueError as error:
+        raise ExportError(f"{path}: {error}") from None
+    for name, array in arrays.items():
+        if array.shape != shape:
+            raise ExportError(f"{path}: {name} has shape {array.shape}, expected {shape}")
+    return {name.removesuffix("_test"): array for name, array in arrays.items()}
 
 
 def _existing(path: Path) -> Path:
@@ -103,8 +180,8 @@ def parse_labels(data: object, path: Path) -> tuple[Label, ...]:
     """Labels of the LSTM in output order, from training's `labels.json`."""
     if not isinstance(data, dict) or data.get("format_version") != LABELS_FORMAT_VERSION:
         raise ExportError(f"{path}: expected an object with format_version {LABELS_FORMAT_VERSION}")
-    if data.get("model") != "lstm":
-        raise ExportError(f"{path} describes model {data.get('model')!r}, expected 'lstm'")
+    if data.get("model") != "served":
+        raise ExportError(f"{path} describes model {data.get('model')!r}, expected 'served'")
     entries = data.get("labels")
     if not isinstance(entries, list) or not entries:
         raise ExportError(f"{path}: labels must be a non-empty list")
@@ -118,17 +195,17 @@ def _label(entry: object, where: str) -> Label:
     """One validated label entry; `where` locates it in error messages."""
     if not isinstance(entry, dict):
         raise ExportError(f"{where} must be an object")
-    code, name, threshold, support = (
-        entry.get(key) for key in ("code", "name", "threshold", "support")
+    code, name, archive, threshold, support = (
+        entry.get(key) for key in ("code", "name", "archive", "threshold", "support")
     )
-    for key, value in (("code", code), ("name", name)):
+    for key, value in (("code", code), ("name", name), ("archive", archive)):
         if not isinstance(value, str) or not value:
             raise ExportError(f"{where}.{key} must be a non-empty string")
     if not _is_number(threshold) or not 0 <= threshold <= 1:
         raise ExportError(f"{where}.threshold must be a number in [0, 1], got {threshold!r}")
     if not isinstance(support, int) or isinstance(support, bool) or support < 0:
         raise ExportError(f"{where}.support must be a non-negative integer, got {support!r}")
-    return Label(code=code, name=name, threshold=float(threshold), support=support)
+    return Label(code=code, name=name, archive=archive, threshold=float(threshold), support=support)
 
 
 def _is_number(value: object) -> bool:
@@ -158,22 +235,36 @@ def _paper(line: str, where: str) -> Paper:
         raise ExportError(f"{where} is not valid JSON: {error}") from None
     if not isinstance(record, dict):
         raise ExportError(f"{where} must be a JSON object")
-    title, abstract = record.get("title"), record.get("abstract")
+    title, abstract, labels = record.get("title"), record.get("abstract"), record.get("labels")
     if not isinstance(title, str) or not isinstance(abstract, str):
         raise ExportError(f"{where}: title and abstract must be strings")
-    return Paper(title=title, abstract=abstract)
+    if not isinstance(labels, list) or not all(isinstance(code, str) for code in labels):
+        raise ExportError(f"{where}: labels must be a list of label codes")
+    return Paper(title=title, abstract=abstract, labels=tuple(labels))
 
 
 def parse_training_data(data: object, path: Path) -> dict[str, object]:
-    """The training data's sha256 and row counts (`counts`), as the manifest records them."""
+    """Each training file's name, sha256 and size, and the run's row counts, for the manifest."""
     if not isinstance(data, dict):
         raise ExportError(f"{path} must hold a JSON object")
-    sha256, counts = data.get("sha256"), data.get("counts")
-    if not isinstance(sha256, str) or not sha256:
-        raise ExportError(f"{path}: sha256 must be a non-empty string")
+    files, counts = data.get("files"), data.get("counts")
+    if not isinstance(files, list) or not files:
+        raise ExportError(f"{path}: files must list the training data files")
+    described = []
+    for entry in files:
+        sha256 = entry.get("sha256") if isinstance(entry, dict) else None
+        if not isinstance(sha256, str) or not sha256:
+            raise ExportError(f"{path}: every file needs a non-empty sha256")
+        described.append(
+            {
+                "name": Path(str(entry.get("path"))).name,
+                "sha256": sha256,
+                "bytes": entry.get("bytes"),
+            }
+        )
     if not isinstance(counts, dict):
         raise ExportError(f"{path}: counts must be an object of row counts")
-    return {"sha256": sha256, "rows": counts}
+    return {"files": described, "rows": counts}
 
 
 def parse_metrics(data: object, path: Path) -> dict[str, dict[str, object]]:

@@ -15,13 +15,14 @@ from lambda_handler.files import sha256_file
 from lambda_handler.manifest import (
     FORMAT_VERSION,
     MODEL_FILE,
+    OPTIONAL_FILES,
     REQUIRED_FILES,
     Manifest,
     ModelError,
     read_model_dir,
 )
 
-MODEL_NAME = "arxiv-lstm"
+MODEL_NAME = "arxiv-classifier"
 
 
 def file_entry(path: Path) -> dict[str, object]:
@@ -58,11 +59,14 @@ def build_manifest(
     opset: int,
     training_data: dict[str, object],
     metrics: dict[str, object],
-    parity: dict[str, object],
+    served: dict[str, str],
+    gates: dict[str, object],
     versions: dict[str, str],
 ) -> dict[str, object]:
-    """The manifest of a directory holding `REQUIRED_FILES` (hashed here, from disk)."""
-    files = {name: file_entry(directory / name) for name in REQUIRED_FILES}
+    """The manifest of a directory holding `REQUIRED_FILES` and any `OPTIONAL_FILES` (hashed
+    here, from disk)."""
+    present = [name for name in OPTIONAL_FILES if (directory / name).is_file()]
+    files = {name: file_entry(directory / name) for name in (*REQUIRED_FILES, *present)}
     return {
         "format_version": FORMAT_VERSION,
         "model": {
@@ -73,8 +77,9 @@ def build_manifest(
         "files": files,
         "io": {"input": INPUT_NAME, "output": OUTPUT_NAME, "opset": opset},
         "training_data": training_data,
+        "served": served,
         "metrics": metrics,
-        "parity": parity,
+        "gates": gates,
         "versions": versions,
     }
 

@@ -1,8 +1,9 @@
 """The export: training artifacts in, a verified model directory published atomically out.
 
-Nothing touches the output directory until the ONNX graph has passed its checks and the
-parity gate; the files are then written to a staging directory, verified from disk, and
-swapped into place.
+Nothing touches the output directory until the fp32 ONNX graph has passed its checks and the
+Keras parity gate, and the int8 graph the quantization gate; the files are then written to a
+staging directory, loaded by the function's own `Classifier`, held to training's label sets
+(the end-to-end gate), and swapped into place.
 """
 
 from __future__ import annotations
@@ -27,9 +28,21 @@ from export.convert import (
 from export.graph import MIN_OPSET, check_graph, onnx_predictor, onnx_session, opset_version
 from export.manifest import build_manifest, summarize_metrics, verify_model_dir
 from export.parity import BATCH_SIZE, check_parity, length_batches, measure_parity
+from export.quantize import (
+    EndToEndReport,
+    check_end_to_end,
+    check_quantization,
+    measure_quantization,
+    quantize,
+    scores_in_order,
+)
 from lambda_handler.files import staged_directory, write_bytes_atomic, write_json_atomic
 from lambda_handler.manifest import LABELS_FILE, MANIFEST_NAME, MODEL_FILE, TOKENIZER_FILE
+from lambda_handler.model import Classifier
 from lambda_handler.text import Tokenizer
+from train.thresholds import micro_f1, predict_sets
+
+PRECISIONS = ("int8", "fp32")
 
 logger = logging.getLogger(__name__)
 
@@ -48,26 +61,30 @@ def export_model(
     *,
     opset: int = MIN_OPSET,
     batch_size: int = BATCH_SIZE,
+    precision: str = "int8",
 ) -> ExportResult:
-    """Convert, check and gate the trained LSTM, then publish the model directory at `out`."""
+    """Convert, check and gate the trained LSTM, then publish the served system at `out`."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"output {out} exists and is not a directory")
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     n_labels = len(artifacts.labels)
     model = load_keras_model(artifacts.model_path, n_labels, artifacts.tokenizer.size)
     onnx_model = to_onnx(serving_function(model), opset)
     check_graph(onnx_model, n_labels)
-    onnx_bytes, opset_used = onnx_model.SerializeToString(), opset_version(onnx_model)
+    fp32_bytes, opset_used = onnx_model.SerializeToString(), opset_version(onnx_model)
     logger.info(
         "converted %s to ONNX opset %d (%.1f MB)",
         artifacts.model_path,
         opset_used,
-        len(onnx_bytes) / 1e6,
+        len(fp32_bytes) / 1e6,
     )
 
     sequences = [artifacts.tokenizer.encode(p.title, p.abstract) for p in artifacts.papers]
-    onnx_predict = onnx_predictor(onnx_session(onnx_bytes))
-    thresholds = [label.threshold for label in artifacts.labels]
-    parity = measure_parity(keras_predictor(model), onnx_predict, sequences, thresholds, batch_size)
+    fp32_predict = onnx_predictor(onnx_session(fp32_bytes))
+    parity = measure_parity(
+        keras_predictor(model), fp32_predict, sequences, artifacts.lstm_thresholds, batch_size
+    )
     logger.info(
         "parity on %d papers (+%d alone): max |Δprob| %.1e, label sets agree for %.2f%%",
         parity.papers,
@@ -77,25 +94,133 @@ def export_model(
     )
     check_parity(parity)
 
-    sample = next(length_batches([sequence for sequence in sequences if sequence], batch_size))
+    kept = [i for i, sequence in enumerate(sequences) if sequence]
+    kept_sequences = [sequences[i] for i in kept]
+    codes = [label.code for label in artifacts.labels]
+    targets = multi_hot([artifacts.papers[i].labels for i in kept], codes)
+    baseline_scores = artifacts.predictions["baseline"][kept]
+    fp32_scores = scores_in_order(fp32_predict, kept_sequences, batch_size)
+    quantization = None
+    served_bytes = fp32_bytes
+    if precision == "int8":
+        served_bytes = quantize(fp32_bytes)
+        int8_scores = scores_in_order(
+            onnx_predictor(onnx_session(served_bytes)), kept_sequences, batch_size
+        )
+        quantization = measure_quantization(
+            fp32_scores,
+            int8_scores,
+            baseline_scores,
+            artifacts.combiner,
+            artifacts.served_thresholds,
+            targets,
+        )
+        logger.info(
+            "int8 (%.1f MB): served label sets agree with fp32 for %.2f%% of %d papers; served "
+            "micro-F1 %.4f (fp32 %.4f)",
+            len(served_bytes) / 1e6,
+            100 * quantization.label_set_agreement,
+            quantization.papers,
+            quantization.served_micro_f1_int8,
+            quantization.served_micro_f1_fp32,
+        )
+        check_quantization(quantization)
+
+    sample = next(length_batches(kept_sequences, batch_size))
+    served_predict = onnx_predictor(onnx_session(served_bytes))
     created = datetime.now(UTC)
+    served = {
+        "combiner": artifacts.combiner.kind,
+        "combiner_detail": artifacts.combiner.describe(),
+        "lstm_precision": precision,
+    }
 
     with staged_directory(out) as staging:
-        write_bytes_atomic(staging / MODEL_FILE, onnx_bytes)
+        write_bytes_atomic(staging / MODEL_FILE, served_bytes)
         artifacts.tokenizer.save(staging / TOKENIZER_FILE)
         write_json_atomic(staging / LABELS_FILE, labels_document(artifacts.labels))
-        manifest = build_manifest(
-            staging,
-            created=created,
-            opset=opset_used,
-            training_data=artifacts.training_data,
-            metrics=manifest_metrics(artifacts),
-            parity=parity.to_dict(),
-            versions=library_versions(),
+        for name, blob in {**artifacts.baseline_files, **artifacts.combiner_files}.items():
+            write_bytes_atomic(staging / name, blob)
+        gates = {
+            "parity": parity.to_dict(),
+            "quantization": quantization.to_dict() if quantization else None,
+        }
+        write_json_atomic(
+            staging / MANIFEST_NAME,
+            manifest_for(staging, artifacts, created, opset_used, served, gates),
         )
+        verify_staged(staging, artifacts.tokenizer, sample, served_predict(sample))
+        end_to_end = measure_end_to_end(staging, artifacts, targets, kept, batch_size)
+        logger.info(
+            "end to end (the function's Classifier on the staged directory): label sets as in "
+            "training for %.2f%% of %d papers, served micro-F1 %.4f",
+            100 * end_to_end.label_set_agreement,
+            end_to_end.papers,
+            end_to_end.micro_f1,
+        )
+        check_end_to_end(end_to_end)
+        gates["end_to_end"] = end_to_end.to_dict()
+        manifest = manifest_for(staging, artifacts, created, opset_used, served, gates)
         write_json_atomic(staging / MANIFEST_NAME, manifest)
-        verify_staged(staging, artifacts.tokenizer, sample, onnx_predict(sample))
+        verify_model_dir(staging)
     return ExportResult(out=out, version=manifest["model"]["version"])
+
+
+def manifest_for(
+    staging: Path,
+    artifacts: Artifacts,
+    created: datetime,
+    opset: int,
+    served: dict[str, str],
+    gates: dict[str, object],
+) -> dict[str, object]:
+    return build_manifest(
+        staging,
+        created=created,
+        opset=opset,
+        training_data=artifacts.training_data,
+        metrics=manifest_metrics(artifacts),
+        served=served,
+        gates=gates,
+        versions=library_versions(),
+    )
+
+
+def multi_hot(label_sets: Sequence[Sequence[str]], codes: Sequence[str]) -> np.ndarray:
+    """Boolean `[papers, labels]` truth in the model's label order (unknown codes ignored)."""
+    column = {code: j for j, code in enumerate(codes)}
+    matrix = np.zeros((len(label_sets), len(codes)), dtype=bool)
+    for i, labels in enumerate(label_sets):
+        for code in labels:
+            if code in column:
+                matrix[i, column[code]] = True
+    return matrix
+
+
+def measure_end_to_end(
+    staging: Path, artifacts: Artifacts, targets: np.ndarray, kept: list[int], batch_size: int
+) -> EndToEndReport:
+    """Load `staging` as the function does and classify the test papers in request-sized
+    batches; compare with the label sets training predicted for the served system."""
+    classifier = Classifier.load(staging)
+    encoded = [
+        classifier.encode(artifacts.papers[i].title, artifacts.papers[i].abstract) for i in kept
+    ]
+    present = [i for i, paper in enumerate(encoded) if paper is not None]
+    scores = np.zeros((len(present), len(artifacts.labels)), dtype=np.float32)
+    for start in range(0, len(present), batch_size):
+        rows = present[start : start + batch_size]
+        scores[start : start + len(rows)] = classifier.predict([encoded[i] for i in rows])
+    expected_scores = artifacts.predictions["served"][[kept[i] for i in present]]
+    expected = predict_sets(expected_scores, artifacts.served_thresholds)
+    actual = predict_sets(scores, classifier.thresholds)
+    return EndToEndReport(
+        papers=len(present),
+        papers_without_content_words=len(encoded) - len(present),
+        label_set_agreement=float(np.mean(np.all(expected == actual, axis=1))),
+        max_abs_diff=float(np.max(np.abs(expected_scores - scores))),
+        micro_f1=micro_f1(targets[present], actual),
+    )
 
 
 def labels_document(labels: Sequence[Label]) -> dict[str, object]:
@@ -104,7 +229,7 @@ def labels_document(labels: Sequence[Label]) -> dict[str, object]:
 
 
 def manifest_metrics(artifacts: Artifacts) -> dict[str, object]:
-    """Both models' test metrics without their per-label tables."""
+    """Each component's and the served system's test metrics, without per-label tables."""
     codes = frozenset(label.code for label in artifacts.labels)
     return {name: summarize_metrics(value, codes) for name, value in artifacts.metrics.items()}
 

@@ -54,6 +54,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-size", type=positive_int, default=BATCH_SIZE, help="parity-gate batch size"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("int8", "fp32"),
+        default="int8",
+        help="LSTM weights as served: int8 (dynamic quantization, gated) or fp32",
+    )
     args = parser.parse_args(argv)
     if args.skip_export and not args.upload:
         parser.error("--skip-export needs --upload")
@@ -65,7 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the export and/or the upload; return the process exit code."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="export: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="export: %(message)s")
+    logging.getLogger("export").setLevel(logging.INFO)  # the libraries' INFO lines stay quiet
     try:
         location = parse_s3_uri(args.upload) if args.upload else None
         if not args.skip_export:
@@ -85,7 +92,13 @@ def run_export(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from export.pipeline import export_model
 
-    result = export_model(artifacts, args.out, opset=args.opset, batch_size=args.batch_size)
+    result = export_model(
+        artifacts,
+        args.out,
+        opset=args.opset,
+        batch_size=args.batch_size,
+        precision=args.precision,
+    )
     logger.info("wrote %s (model version %s)", result.out, result.version)
 
 

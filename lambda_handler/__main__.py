@@ -68,9 +68,21 @@ def _pick(columns: dict[str, str], names: tuple[str, ...]) -> str | None:
 
 
 def _csv_papers(text: str, path: Path) -> Iterator[Paper]:
+    """Every row, parsed strictly and all at once, so that a broken quote (which would merge
+    rows) stops the run with its row number before any paper is classified."""
     csv.field_size_limit(1 << 24)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    rows: list[dict[str, str]] = []
+    try:
+        fieldnames = reader.fieldnames or []
+        for row in reader:
+            rows.append(row)
+    except csv.Error as error:
+        raise InputError(
+            f"{path} row {len(rows) + 2}: not valid CSV ({error}); "
+            "a stray quote there would merge rows"
+        ) from None
+    columns = {name.strip().lower(): name for name in fieldnames}
     title_column = _pick(columns, TITLE_COLUMNS)
     abstract_column = _pick(columns, ABSTRACT_COLUMNS)
     if abstract_column is None:
@@ -78,8 +90,25 @@ def _csv_papers(text: str, path: Path) -> Iterator[Paper]:
             f"{path} needs an abstract column (abstract or summaries) and optionally a title "
             f"column (title or titles); found {', '.join(columns) or 'no header'}"
         )
+    if not rows:
+        raise InputError(f"{path} holds no papers (only a header)")
+    for number, row in enumerate(rows, start=2):
+        if None in row or any(value is None for value in row.values()):
+            raise InputError(
+                f"{path} row {number}: {len(row.get(None) or [])} more or fewer fields than "
+                f"the header's {len(fieldnames)}; is a quote or comma missing?"
+            )
+    return _rows_to_papers(rows, columns, title_column, abstract_column)
+
+
+def _rows_to_papers(
+    rows: list[dict[str, str]],
+    columns: dict[str, str],
+    title_column: str | None,
+    abstract_column: str,
+) -> Iterator[Paper]:
     id_column = columns.get("id")
-    for number, row in enumerate(reader, start=2):
+    for number, row in enumerate(rows, start=2):
         title = row.get(title_column) if title_column else None
         paper_id = row.get(id_column) if id_column else None
         fields = {"title": title or "", "abstract": row.get(abstract_column) or ""}
@@ -141,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     parser.add_argument("--model-dir", type=Path, help="model directory (default MODEL_DIR)")
     args = parser.parse_args(argv)
+    if args.top_k is not None and args.top_k < 1:
+        parser.error(f"--top-k must be a positive integer, got {args.top_k}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        parser.error(f"--threshold must be a number from 0 to 1, got {args.threshold}")
     if args.file is not None and (args.title is not None or args.abstract is not None):
         parser.error("give either --file or a title and an abstract, not both")
     if args.file is None and args.abstract is None:
@@ -153,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     if service.classifier is None:
         print(f"error: model unavailable: {service.failure}", file=sys.stderr)
         return 1
+    n_labels = len(service.classifier.labels)
+    if args.top_k is not None and args.top_k > n_labels:
+        parser.error(f"--top-k must be at most the model's {n_labels} labels, got {args.top_k}")
 
     options = {
         key: value

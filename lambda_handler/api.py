@@ -157,7 +157,10 @@ def read_json(request: Request) -> object:
     if size > MAX_BODY_BYTES:
         raise _too_large()
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        # One rule on both paths: the body is UTF-8, and a leading UTF-8 byte-order mark is
+        # ignored (RFC 8259 §8.1). json.loads would guess UTF-16/32 for bytes by itself.
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text.removeprefix("\ufeff"), parse_constant=_reject_constant)
     except (ValueError, RecursionError) as error:
         detail = "not UTF-8" if isinstance(error, UnicodeDecodeError) else _json_problem(error)
         raise ApiError(

@@ -15,11 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the served system is an LSTM, a TF-IDF baseline and a combiner
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 LABELS_FILE = "labels.json"
-REQUIRED_FILES = (MODEL_FILE, TOKENIZER_FILE, LABELS_FILE)
+BASELINE_FILE = "baseline.json"
+BASELINE_WEIGHTS_FILE = "baseline.npz"
+COMBINER_FILE = "combiner.json"
+COMBINER_WEIGHTS_FILE = "combiner.npz"  # only for a stacked combiner
+REQUIRED_FILES = (
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    LABELS_FILE,
+    BASELINE_FILE,
+    BASELINE_WEIGHTS_FILE,
+    COMBINER_FILE,
+)
+OPTIONAL_FILES = (COMBINER_WEIGHTS_FILE,)
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -58,6 +70,9 @@ class Manifest:
     files: Mapping[str, FileEntry]
     input_name: str
     output_name: str
+    served: Mapping[
+        str, str
+    ]  # what is served, e.g. {"combiner": "stacked", "lstm_precision": "int8"}
 
     @classmethod
     def parse(cls, raw: bytes) -> Manifest:
@@ -89,12 +104,18 @@ class Manifest:
         missing = [name for name in REQUIRED_FILES if name not in entries]
         if missing:
             raise ModelError(f"manifest.json does not list {', '.join(missing)}")
+        served = data.get("served", {})
+        if not isinstance(served, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in served.items()
+        ):
+            raise ModelError("manifest.json served must map names to strings")
         return cls(
             name=model["name"],
             version=model["version"],
             files=entries,
             input_name=io["input"],
             output_name=io["output"],
+            served=served,
         )
 
 

@@ -1,7 +1,9 @@
-"""The classifier: load and verify a model directory, score papers with onnxruntime, pick labels.
+"""The classifier: load and verify a model directory, score papers, pick labels.
 
-Everything per-model (session, tokenizer, label names, thresholds as a numpy array) is built
-once at load, so a request only tokenizes, runs the graph and sorts a few scores.
+A paper's score is the served system's: the BiLSTM (onnxruntime) and the TF-IDF baseline
+(numpy, `tfidf.py`) each score it, and the combiner (`combiner.py`) merges the two. Everything
+per-model (session, tokenizer, baseline arrays, label names, thresholds) is built once at
+load, so a request only tokenizes, runs the graph, a sparse dot product and a small matmul.
 """
 
 from __future__ import annotations
@@ -10,11 +12,17 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 
+from lambda_handler.combiner import Combiner
 from lambda_handler.manifest import (
+    BASELINE_FILE,
+    BASELINE_WEIGHTS_FILE,
+    COMBINER_FILE,
+    COMBINER_WEIGHTS_FILE,
     LABELS_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
@@ -22,6 +30,7 @@ from lambda_handler.manifest import (
     read_model_dir,
 )
 from lambda_handler.text import OOV_ID, PAD_ID, Tokenizer
+from lambda_handler.tfidf import TfidfScorer
 
 LABELS_FORMAT_VERSION = 1
 # Papers per onnxruntime run within a batch. Sorting a batch by length and running it in groups
@@ -37,22 +46,31 @@ class Label:
     code: str
     name: str
     threshold: float
+    archive: str = ""
+
+
+class Encoded(NamedTuple):
+    """A paper as both models read it: all its content words, and the LSTM's first ids."""
+
+    words: list[str]
+    ids: list[int]
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Name and version of the served model, as the manifest states them."""
+    """Name and version of the served model, and what it is made of, as the manifest says."""
 
     name: str
     version: str
+    served: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version}
+        return {"name": self.name, "version": self.version, **dict(self.served)}
 
 
 @dataclass(frozen=True, eq=False)
 class Classifier:
-    """A verified model: tokenizer, onnxruntime session and label metadata."""
+    """A verified model: tokenizer, onnxruntime session, baseline, combiner and labels."""
 
     info: ModelInfo
     labels: tuple[Label, ...]
@@ -60,6 +78,8 @@ class Classifier:
     session: ort.InferenceSession
     input_name: str
     output_name: str
+    baseline: TfidfScorer
+    combiner: Combiner
     thresholds: np.ndarray = field(init=False, repr=False)
     _output_names: list[str] = field(init=False, repr=False)
 
@@ -75,30 +95,55 @@ class Classifier:
         labels = parse_labels(blobs[LABELS_FILE])
         tokenizer = parse_tokenizer(blobs[TOKENIZER_FILE])
         session = open_session(blobs[MODEL_FILE], threads)
+        try:
+            baseline = TfidfScorer.from_files(blobs[BASELINE_FILE], blobs[BASELINE_WEIGHTS_FILE])
+        except ValueError as error:
+            raise ModelError(f"{BASELINE_FILE}/{BASELINE_WEIGHTS_FILE}: {error}") from None
+        try:
+            combiner = Combiner.from_files(blobs[COMBINER_FILE], blobs.get(COMBINER_WEIGHTS_FILE))
+        except ValueError as error:
+            raise ModelError(f"{COMBINER_FILE}: {error}") from None
         classifier = cls(
-            info=ModelInfo(manifest.name, manifest.version),
+            info=ModelInfo(manifest.name, manifest.version, tuple(manifest.served.items())),
             labels=labels,
             tokenizer=tokenizer,
             session=session,
             input_name=manifest.input_name,
             output_name=manifest.output_name,
+            baseline=baseline,
+            combiner=combiner,
         )
+        classifier._check_components()
         classifier._check_graph()
         return classifier
 
-    def encode(self, title: str, abstract: str) -> list[int] | None:
-        """Token ids of a paper, or None when its abstract has no content words."""
+    def encode(self, title: str, abstract: str) -> Encoded | None:
+        """A paper's words and token ids, or None when its abstract has no content words."""
         # words(title, abstract) == words(title, "") + words("", abstract): the joining newline
         # is never part of a token, so each part is tokenized once and the abstract judged alone.
         abstract_words = self.tokenizer.words("", abstract)
         if not abstract_words:
             return None
         title_words = self.tokenizer.words(title, "") if title else []
-        return self.tokenizer.ids(title_words + abstract_words)
+        all_words = title_words + abstract_words
+        return Encoded(all_words, self.tokenizer.ids(all_words))
 
-    def predict(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        """Scores `[n, n_labels]` in input order: one paper runs unpadded; a batch runs sorted by
-        length in groups of at most `SUB_BATCH` papers, each pre-padded to its own longest."""
+    def predict(self, papers: Sequence[Encoded]) -> np.ndarray:
+        """The served system's scores `[n, n_labels]`, in input order."""
+        lstm = (
+            self.predict_lstm([paper.ids for paper in papers]) if self.combiner.uses_lstm else None
+        )
+        baseline = (
+            self.baseline.predict_proba([paper.words for paper in papers])
+            if self.combiner.uses_baseline
+            else None
+        )
+        return self.combiner.combine(lstm, baseline)
+
+    def predict_lstm(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """The LSTM's scores `[n, n_labels]` in input order: one paper runs unpadded; a batch
+        runs sorted by length in groups of at most `SUB_BATCH` papers, each pre-padded to its
+        own longest."""
         if max(map(len, sequences), default=0) == 0:
             raise ValueError("every sequence must hold at least one token id")
         if len(sequences) <= SUB_BATCH:
@@ -130,6 +175,20 @@ class Classifier:
         keep[order[0]] = True
         return order[keep[order]][:top_k]
 
+    def _check_components(self) -> None:
+        """Refuse a baseline or combiner whose labels disagree with labels.json."""
+        codes = tuple(label.code for label in self.labels)
+        if self.combiner.labels != codes:
+            raise ModelError(
+                f"{COMBINER_FILE} lists {len(self.combiner.labels)} labels that differ from the "
+                f"{len(codes)} of {LABELS_FILE} (or their order)"
+            )
+        if self.baseline.n_labels != len(codes):
+            raise ModelError(
+                f"{BASELINE_WEIGHTS_FILE} scores {self.baseline.n_labels} labels; "
+                f"{LABELS_FILE} lists {len(codes)}"
+            )
+
     def _check_graph(self) -> None:
         """Refuse a graph whose inputs/outputs differ from the manifest or from labels.json."""
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -156,7 +215,7 @@ class Classifier:
         n_labels = len(self.labels)
         for probe in ([[OOV_ID, largest]], [[largest, OOV_ID, OOV_ID], [OOV_ID]]):
             try:
-                scores = self.predict(probe)
+                scores = self.predict_lstm(probe)
             except Exception as error:
                 message = f"model.onnx failed a test prediction: {_first_line(error)}"
                 raise ModelError(message) from None
@@ -188,12 +247,15 @@ def parse_labels(raw: bytes) -> tuple[Label, ...]:
         if not isinstance(entry, dict):
             raise ModelError(f"labels.json label {index} is not an object")
         code, name, threshold = entry.get("code"), entry.get("name"), entry.get("threshold")
+        archive = entry.get("archive", "")
         if not isinstance(code, str) or not code or not isinstance(name, str):
             raise ModelError(f"labels.json label {index} needs a string 'code' and 'name'")
+        if not isinstance(archive, str):
+            raise ModelError(f"labels.json archive of {code} must be a string")
         valid = isinstance(threshold, int | float) and not isinstance(threshold, bool)
         if not valid or not 0.0 <= threshold <= 1.0:  # also refuses NaN and infinities
             raise ModelError(f"labels.json threshold of {code} must be a number in [0, 1]")
-        labels.append(Label(code=code, name=name, threshold=float(threshold)))
+        labels.append(Label(code=code, name=name, threshold=float(threshold), archive=archive))
     if len({label.code for label in labels}) != len(labels):
         raise ModelError("labels.json lists a label code twice")
     return tuple(labels)

@@ -53,7 +53,12 @@ class Router:
             {
                 "model": self._model,
                 "labels": [
-                    {"label": label.code, "name": label.name, "threshold": label.threshold}
+                    {
+                        "label": label.code,
+                        "name": label.name,
+                        "archive": label.archive,
+                        "threshold": label.threshold,
+                    }
                     for label in labels
                 ],
             },
@@ -94,10 +99,10 @@ class Router:
         """Tokenize, score all papers in one run, and apply the decision rule to each."""
         classifier = self.classifier
         assert classifier is not None
-        sequences = []
+        papers = []
         for index, document in enumerate(request.documents):
-            ids = classifier.encode(document.title, document.abstract)
-            if ids is None:
+            encoded = classifier.encode(document.title, document.abstract)
+            if encoded is None:
                 where = f"documents[{index}].abstract" if request.is_batch else "abstract"
                 raise ApiError(
                     400,
@@ -105,8 +110,8 @@ class Router:
                     f"{where} has no content words after tokenization (only stopwords, "
                     "numbers or punctuation); there is nothing to classify",
                 )
-            sequences.append(ids)
-        scores = classifier.predict(sequences)
+            papers.append(encoded)
+        scores = classifier.predict(papers)
         results = []
         for document, row in zip(request.documents, scores, strict=True):
             values = row.tolist()

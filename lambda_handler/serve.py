@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import signal
 import sys
 import time
@@ -75,19 +76,29 @@ def make_server(service: Service, host: str = "127.0.0.1", port: int = 3000) -> 
         timeout = 30
 
         def _forward(self) -> None:
-            length_header = self.headers.get("Content-Length", "0") or "0"
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                return self._reply_plain(411, "send a Content-Length, not chunked encoding")
-            try:
-                length = int(length_header)
-                if length < 0:
-                    raise ValueError
-            except ValueError:
-                return self._reply_plain(400, "invalid Content-Length")
-            if length > MAX_REQUEST_BYTES:
+            lengths = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+            chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+            if len(lengths) > 1:
                 self.close_connection = True
-                return self._reply_plain(413, f"request body over {MAX_REQUEST_BYTES} bytes")
-            body = self.rfile.read(length) if length else b""
+                return self._reply_error(
+                    400, "invalid_request", "conflicting Content-Length headers"
+                )
+            if chunked:
+                body = self._read_chunked()
+                if body is None:
+                    return None
+            else:
+                try:
+                    length = int(next(iter(lengths), "0") or "0")
+                    if length < 0:
+                        raise ValueError
+                except ValueError:
+                    self.close_connection = True
+                    return self._reply_error(400, "invalid_request", "invalid Content-Length")
+                if length > MAX_REQUEST_BYTES:
+                    self.close_connection = True
+                    return self._too_large()
+                body = self.rfile.read(length) if length else b""
             event = build_event(
                 self.command, self.path, list(self.headers.items()), body, self.client_address[0]
             )
@@ -99,21 +110,59 @@ def make_server(service: Service, host: str = "127.0.0.1", port: int = 3000) -> 
                 if answer.get("isBase64Encoded")
                 else str(payload).encode("utf-8")
             )
-            self.send_response(int(answer.get("statusCode", 500)))
-            for name, value in dict(answer.get("headers") or {}).items():
+            self._send(int(answer.get("statusCode", 500)), dict(answer.get("headers") or {}), data)
+
+        def _read_chunked(self) -> bytes | None:
+            """A chunked body, up to MAX_REQUEST_BYTES; None once an error has been answered."""
+            parts, total = [], 0
+            while True:
+                line = self.rfile.readline(1024)
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                    if size < 0:
+                        raise ValueError
+                except ValueError:
+                    self.close_connection = True
+                    self._reply_error(400, "invalid_request", "malformed chunked body")
+                    return None
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass  # trailer fields are ignored
+                    return b"".join(parts)
+                total += size
+                if total > MAX_REQUEST_BYTES:
+                    self.close_connection = True
+                    self._too_large()
+                    return None
+                parts.append(self.rfile.read(size))
+                self.rfile.readline(8)  # the CRLF after each chunk
+
+        def _too_large(self) -> None:
+            self._reply_error(
+                413, "payload_too_large", f"the request is over {MAX_REQUEST_BYTES} bytes"
+            )
+
+        def _reply_error(self, status: int, code: str, message: str) -> None:
+            """A JSON error like the function's own, for what never reaches the function."""
+            data = json.dumps({"error": code, "message": message}).encode("utf-8")
+            headers = {"Content-Type": "application/json; charset=utf-8"}
+            self._send(status, {**headers, "X-Request-Id": str(uuid.uuid4())}, data)
+
+        def _send(self, status: int, headers: dict[str, object], data: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
                 self.send_header(name, str(value))
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
 
-        def _reply_plain(self, status: int, message: str) -> None:
-            data = (message + "\n").encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+            """http.server's own errors (unknown method, bad request line, huge headers) as
+            JSON, so that every answer of this server is JSON with a request id."""
+            self.close_connection = True
+            error = "not_implemented" if code == 501 else "invalid_request"
+            self._reply_error(code, error, message or explain or "bad request")
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _forward
 
@@ -150,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         else f"model unavailable, every request gets 503: {service.failure}"
     )
     print(f"serving http://{host}:{port}/ ({state}); Ctrl-C stops", file=sys.stderr, flush=True)
+    # Both handlers explicitly: a shell background job (`nohup … &`) starts with SIGINT ignored.
     signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as cleanly as Ctrl-C
+    signal.signal(signal.SIGINT, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

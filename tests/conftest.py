@@ -1,5 +1,6 @@
 """Shared fixtures: small Kaggle-format CSV files that the tests write themselves, and a tiny
-ONNX model directory for the serving tests (`serving_*`, at the end)."""
+model directory (ONNX LSTM, TF-IDF baseline, stacked combiner) for the serving tests
+(`serving_*`, at the end)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lambda_handler.combiner import Combiner
 from lambda_handler.files import sha256_file, write_bytes_atomic, write_json_atomic
-from lambda_handler.text import Tokenizer, shipped_stopwords, words
+from lambda_handler.text import Tokenizer, pad, shipped_stopwords, words
+from lambda_handler.tfidf import TfidfScorer, ngrams
 
 TOPICS = {
     "cs.CV": "image segmentation convolutional pixels camera detection vision",
@@ -62,7 +65,8 @@ def small_csv(tmp_path: Path) -> Path:
 # --- Serving (lambda_handler) fixtures, prefixed `serving_` -------------------------------------
 # A tiny but real model directory built without TensorFlow: an ONNX graph from onnx.helper
 # (Gather embedding → bidirectional native LSTM → masked mean+max pooling → MatMul/Add →
-# Sigmoid), a seeded numpy reference of the same network, and a Service loaded from it.
+# Sigmoid) with a seeded numpy reference of the same network, a seeded TF-IDF baseline and a
+# seeded stacked combiner (`ServingSystem` recomputes the served scores), and a Service.
 
 SERVING_LABELS = (
     ("cs.CV", "Computer Vision and Pattern Recognition", 0.5),
@@ -83,6 +87,16 @@ SERVING_SENTENCES = (
 )
 SERVING_MODEL_NAME = "tiny-test-lstm"
 SERVING_MODEL_VERSION = "2026.11.25-tiny"
+SERVING_SERVED = {"combiner": "stacked", "combiner_detail": "stacked", "lstm_precision": "fp32"}
+SERVING_FILES = (
+    "model.onnx",
+    "tokenizer.json",
+    "labels.json",
+    "baseline.json",
+    "baseline.npz",
+    "combiner.json",
+    "combiner.npz",
+)
 
 
 @dataclass(frozen=True)
@@ -223,19 +237,50 @@ def serving_tokenizer() -> Tokenizer:
     return Tokenizer.fit(documents, vocab_size=40, stopwords=stopwords, max_length=50)
 
 
+def serving_baseline() -> TfidfScorer:
+    """A seeded TF-IDF scorer over the serving sentences' words and bigrams."""
+    rng = np.random.default_rng(11)
+    stopwords = shipped_stopwords()
+    documents = [words(sentence, "", stopwords) for sentence in SERVING_SENTENCES]
+    terms = sorted({gram for document in documents for gram in ngrams(document, 2)})
+    return TfidfScorer.from_dense(
+        terms,
+        2,
+        rng.uniform(1.0, 3.0, len(terms)),
+        rng.normal(0.0, 2.0, (len(SERVING_LABELS), len(terms))),
+        rng.normal(-1.0, 0.5, len(SERVING_LABELS)),
+        prune_below=0.5,
+    )
+
+
+def serving_combiner() -> Combiner:
+    """A seeded stacked combiner: near a mean of both logits, plus some label interaction."""
+    n = len(SERVING_LABELS)
+    rng = np.random.default_rng(13)
+    weights = rng.normal(0.0, 0.1, (2 * n, n)) + np.vstack([np.eye(n), np.eye(n)]) * 0.5
+    return Combiner(
+        "stacked",
+        tuple(code for code, *_ in SERVING_LABELS),
+        1.0,
+        weights.astype(np.float32),
+        rng.normal(0.0, 0.2, n).astype(np.float32),
+    )
+
+
 def write_serving_manifest(directory: Path, **overrides: object) -> dict:
     """(Re)write manifest.json for the files in `directory`; `overrides` replace top-level keys."""
-    names = ("model.onnx", "tokenizer.json", "labels.json")
     files = {
         name: {"sha256": sha256_file(directory / name), "bytes": (directory / name).stat().st_size}
-        for name in names
+        for name in SERVING_FILES
+        if (directory / name).exists()
     }
     manifest = {
-        "format_version": 1,
+        "format_version": 2,
         "model": {"name": SERVING_MODEL_NAME, "version": SERVING_MODEL_VERSION},
         "created": "2026-11-25T20:00:00Z",
         "files": files,
         "io": {"input": "tokens", "output": "probabilities", "opset": 17},
+        "served": SERVING_SERVED,
         **overrides,
     }
     write_json_atomic(directory / "manifest.json", manifest)
@@ -248,10 +293,17 @@ def build_serving_model_dir(directory: Path, network: ServingNetwork) -> Path:
     write_bytes_atomic(directory / "model.onnx", build_serving_onnx(network))
     serving_tokenizer().save(directory / "tokenizer.json")
     labels = [
-        {"code": code, "name": name, "threshold": threshold, "support": 10}
+        {"code": code, "name": name, "archive": code.partition(".")[0], "threshold": threshold}
         for code, name, threshold in SERVING_LABELS
     ]
     write_json_atomic(directory / "labels.json", {"format_version": 1, "labels": labels})
+    document, arrays = serving_baseline().to_files()
+    write_json_atomic(directory / "baseline.json", document)
+    write_bytes_atomic(directory / "baseline.npz", arrays)
+    document, arrays = serving_combiner().to_files()
+    write_json_atomic(directory / "combiner.json", document)
+    assert arrays is not None
+    write_bytes_atomic(directory / "combiner.npz", arrays)
     write_serving_manifest(directory)
     return directory
 
@@ -260,6 +312,44 @@ def build_serving_model_dir(directory: Path, network: ServingNetwork) -> Path:
 def serving_network() -> ServingNetwork:
     """The tiny network's seeded weights, with `.predict` as the numpy reference."""
     return ServingNetwork.random(vocab=serving_tokenizer().size, n_labels=len(SERVING_LABELS))
+
+
+@dataclass(frozen=True)
+class ServingSystem:
+    """The served system's scores recomputed from the fixture's parts, independently of
+    `lambda_handler.model` (only the baseline and combiner arithmetic are shared)."""
+
+    network: ServingNetwork
+    tokenizer: Tokenizer
+    baseline: TfidfScorer
+    combiner: Combiner
+
+    def lstm(self, sequences: Sequence[Sequence[int]], sub_batch: int = 4) -> np.ndarray:
+        """The LSTM as the function batches it: ≤ sub_batch papers in one run, else sorted by
+        length in groups of sub_batch, each pre-padded to its own longest."""
+        if len(sequences) <= sub_batch:
+            return self.network.predict(pad(sequences))
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        out = np.zeros((len(sequences), self.network.dense_b.shape[0]))
+        for start in range(0, len(order), sub_batch):
+            rows = order[start : start + sub_batch]
+            out[rows] = self.network.predict(pad([sequences[i] for i in rows]))
+        return out
+
+    def predict(self, papers: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Served scores of (title, abstract) pairs."""
+        documents = [self.tokenizer.words(title, abstract) for title, abstract in papers]
+        lstm = self.lstm([self.tokenizer.ids(document) for document in documents])
+        return self.combiner.combine(
+            lstm.astype(np.float32), self.baseline.predict_proba(documents)
+        )
+
+
+@pytest.fixture(scope="session")
+def serving_system(serving_network: ServingNetwork) -> ServingSystem:
+    return ServingSystem(
+        serving_network, serving_tokenizer(), serving_baseline(), serving_combiner()
+    )
 
 
 @pytest.fixture(scope="session")

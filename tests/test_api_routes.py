@@ -13,6 +13,7 @@ from conftest import (
     SERVING_EVENT_BUILDERS,
     SERVING_LABELS,
     SERVING_MODEL_VERSION,
+    SERVING_SERVED,
     serving_v1_event,
     serving_v2_event,
 )
@@ -20,7 +21,6 @@ from conftest import (
 from lambda_handler import logs
 from lambda_handler.service import Service
 from lambda_handler.settings import Settings
-from lambda_handler.text import pad
 
 FORMATS = pytest.mark.parametrize("fmt", ["v1", "v2"])
 CODES = [code for code, *_ in SERVING_LABELS]
@@ -28,7 +28,7 @@ NAMES = {code: name for code, name, _ in SERVING_LABELS}
 THRESHOLDS = {code: threshold for code, _, threshold in SERVING_LABELS}
 TITLE = "Image segmentation"
 ABSTRACT = "We train convolutional neural networks for object detection in images."
-MODEL = {"name": "tiny-test-lstm", "version": SERVING_MODEL_VERSION}
+MODEL = {"name": "tiny-test-lstm", "version": SERVING_MODEL_VERSION, **SERVING_SERVED}
 
 
 @pytest.fixture(autouse=True)
@@ -51,9 +51,8 @@ def call(
     return answer["statusCode"], data, answer
 
 
-def reference_scores(service: Service, network, papers: list[tuple[str, str]]) -> np.ndarray:
-    sequences = [service.classifier.tokenizer.encode(t, a) for t, a in papers]
-    return network.predict(pad(sequences))
+def reference_scores(service: Service, system, papers: list[tuple[str, str]]) -> np.ndarray:
+    return system.predict(papers)
 
 
 def expected_labels(scores: np.ndarray, top_k: int = 5, threshold: float | None = None) -> list:
@@ -72,16 +71,16 @@ def expected_labels(scores: np.ndarray, top_k: int = 5, threshold: float | None 
 
 @FORMATS
 def test_classify_single_paper_matches_reference_and_decision_rule(
-    serving_service, serving_network, fmt
+    serving_service, serving_system, fmt
 ):
     status, data, answer = call(serving_service, fmt, body={"title": TITLE, "abstract": ABSTRACT})
     assert status == 200
     assert data["model"] == MODEL
     assert len(data["results"]) == 1 and "id" not in data["results"][0]
     labels = data["results"][0]["labels"]
-    scores = reference_scores(serving_service, serving_network, [(TITLE, ABSTRACT)])[0]
+    scores = reference_scores(serving_service, serving_system, [(TITLE, ABSTRACT)])[0]
     assert [item["label"] for item in labels] == expected_labels(scores)
-    assert [item["label"] for item in labels] == ["cs.CV", "cs.LG"]  # pinned fixture outcome
+    assert [item["label"] for item in labels] == ["cs.CV", "cs.AI"]  # pinned fixture outcome
     for item in labels:
         assert item["name"] == NAMES[item["label"]]
         assert item["score"] == pytest.approx(scores[CODES.index(item["label"])], abs=2e-6)
@@ -92,7 +91,7 @@ def test_classify_single_paper_matches_reference_and_decision_rule(
     assert answer["headers"]["X-Request-Id"]
 
 
-def test_classify_direct_invocation(serving_service, serving_network):
+def test_classify_direct_invocation(serving_service, serving_system):
     status, data, _ = call(serving_service, "direct", body={"title": TITLE, "abstract": ABSTRACT})
     _, via_http, _ = call(serving_service, "v2", body={"title": TITLE, "abstract": ABSTRACT})
     assert status == 200 and data == via_http
@@ -104,7 +103,7 @@ def test_classify_direct_invocation(serving_service, serving_network):
 
 @FORMATS
 def test_classify_batch_echoes_ids_and_matches_padded_reference(
-    serving_service, serving_network, fmt
+    serving_service, serving_system, fmt
 ):
     papers = [
         ("Robots", "Reinforcement learning agents for robot navigation and grasping."),
@@ -116,7 +115,7 @@ def test_classify_batch_echoes_ids_and_matches_padded_reference(
     status, data, _ = call(serving_service, fmt, body={"documents": documents, "top_k": 3})
     assert status == 200
     assert [result["id"] for result in data["results"]] == ["p0", "p1", "p2"]
-    scores = reference_scores(serving_service, serving_network, papers)
+    scores = reference_scores(serving_service, serving_system, papers)
     for result, row in zip(data["results"], scores, strict=True):
         assert [item["label"] for item in result["labels"]] == expected_labels(row, top_k=3)
         for item in result["labels"]:
@@ -137,8 +136,8 @@ def test_batch_results_equal_single_results_for_equal_lengths(serving_service, f
 
 
 @FORMATS
-def test_top_k_and_threshold_options(serving_service, serving_network, fmt):
-    scores = reference_scores(serving_service, serving_network, [(TITLE, ABSTRACT)])[0]
+def test_top_k_and_threshold_options(serving_service, serving_system, fmt):
+    scores = reference_scores(serving_service, serving_system, [(TITLE, ABSTRACT)])[0]
     body = {"title": TITLE, "abstract": ABSTRACT}
     every = call(serving_service, fmt, body={**body, "threshold": 0, "top_k": 6})[1]
     labels = [item["label"] for item in every["results"][0]["labels"]]
@@ -204,12 +203,15 @@ def test_v2_named_stage_in_raw_path_and_v1_stage_free_path(serving_service):
 
 
 @FORMATS
-def test_labels_lists_every_label_with_code_name_and_threshold(serving_service, fmt):
+def test_labels_lists_every_label_with_code_name_archive_and_threshold(serving_service, fmt):
     status, data, _ = call(serving_service, fmt, "GET", "/labels")
     assert status == 200
     assert data == {
         "model": MODEL,
-        "labels": [{"label": c, "name": n, "threshold": t} for c, n, t in SERVING_LABELS],
+        "labels": [
+            {"label": c, "name": n, "archive": c.split(".")[0], "threshold": t}
+            for c, n, t in SERVING_LABELS
+        ],
     }
 
 
@@ -452,3 +454,19 @@ def test_log_level_warning_silences_request_lines(serving_service, capsys):
 def test_response_body_is_compact_utf8_json(serving_service):
     answer = serving_service.handle(serving_v2_event("GET", "/labels"), None)
     assert ": " not in answer["body"] and answer["body"].startswith('{"model":')
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_body_that_is_not_utf8_is_invalid_json_on_both_paths(serving_service, encoding):
+    body = json.dumps({"abstract": ABSTRACT}).encode(encoding)
+    status, data, _ = call(serving_service, "v2", body=body, base64_body=True)
+    assert (status, data["error"]) == (400, "invalid_json")
+    # UTF-16-BE of ASCII text is valid UTF-8 (with NULs), so it fails as JSON instead.
+    assert "not UTF-8" in data["message"] or "not valid JSON" in data["message"]
+
+
+@pytest.mark.parametrize("base64_body", [False, True])
+def test_a_utf8_byte_order_mark_is_ignored_on_both_paths(serving_service, base64_body):
+    body = "\ufeff" + json.dumps({"abstract": ABSTRACT})
+    status, data, _ = call(serving_service, "v2", body=body, base64_body=base64_body)
+    assert status == 200 and data["results"][0]["labels"]

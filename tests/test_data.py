@@ -10,6 +10,7 @@ from train.data import (
     DataError,
     Paper,
     deduplicate,
+    load_files,
     load_papers,
     multi_hot,
     parse_terms,
@@ -163,3 +164,61 @@ def test_too_little_data_after_filtering_is_an_error(tmp_path):
     path = write_kaggle_csv(tmp_path / "a.csv", synthetic_rows(30))
     with pytest.raises(DataError, match="too little data"):
         prepare(path, seed=1, min_label_count=1000)
+
+
+def write_rows(path, header, rows):
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_aliases_and_legacy_archives_fold_and_unknown_codes_are_dropped_and_counted(tmp_path):
+    path = write_kaggle_csv(
+        tmp_path / "a.csv",
+        [
+            ("T1", "abstract one", "['cs.SY', 'eess.SY', 'math.MP']"),
+            ("T2", "abstract two", "['cmp-lg', 'cs.XY', 'stat.TH']"),
+            ("T3", "abstract three", "['cs.XY', 'I.2.7']"),
+        ],
+    )
+    splits_input = load_files([path])
+    papers, counts, dropped, loads = splits_input
+    assert [p.labels for p in papers] == [("eess.SY", "math-ph"), ("cs.CL", "math.ST")]
+    assert [p.primary for p in papers] == ["eess.SY", "cs.CL"]
+    load = loads[str(path)]
+    assert load.folded_codes == {
+        "cs.SY -> eess.SY": 1, "math.MP -> math-ph": 1, "cmp-lg -> cs.CL": 1,
+        "stat.TH -> math.ST": 1,
+    }  # fmt: skip
+    assert load.unknown_codes == {"cs.XY": 2}  # arXiv-shaped but not in the taxonomy: never kept
+    assert dropped == {"I.2.7": 1}
+    assert counts["papers_without_arxiv_code"] == 1
+
+
+def test_several_files_are_deduplicated_across_and_counted_per_file(tmp_path):
+    first = write_rows(
+        tmp_path / "a.csv",
+        ["titles", "summaries", "terms"],
+        [("Deep Nets", "first abstract", "['cs.LG']"), ("Other", "second", "['cs.CV']")],
+    )
+    second = write_rows(
+        tmp_path / "b.csv",
+        ["titles", "summaries", "terms", "id", "date"],
+        [
+            ("deep nets!", "another abstract", "['stat.ML']", "1", "2019-05-01"),
+            ("Quantum", "qubits", "['quant-ph']", "2", "not a date"),
+            ("Galaxies", "stars", "['astro-ph.GA']", "3", "2025-04-17T10:00:00"),
+        ],
+    )
+    papers, counts, _, loads = load_files([first, second])
+    assert counts["duplicates_merged"] == 1 and counts["papers_unique"] == 4
+    assert papers[0].labels == ("cs.LG", "stat.ML") and papers[0].date is None
+    assert [p.date.isoformat() if p.date else None for p in papers[2:]] == [None, "2025-04-17"]
+    assert loads[str(first)].counts["rows_read"] == 2 and loads[str(second)].counts == {
+        "rows_read": 3, "rows_unparsable_terms": 0, "rows_empty_abstract": 0, "rows_dated": 2,
+        "rows_unparsable_date": 1, "papers_without_arxiv_code": 0,
+    }  # fmt: skip

@@ -24,20 +24,28 @@ import onnxruntime
 import pytest
 import tensorflow as tf
 import tf2onnx
+from conftest import SERVING_FILES
 from keras import layers
 
 import export.pipeline
 from export.run import main
+from lambda_handler.combiner import Combiner
 from lambda_handler.files import sha256_file
 from lambda_handler.text import Tokenizer, english_stopwords, pad, words
+from lambda_handler.tfidf import TfidfScorer, ngrams
 from train import lstm
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = [
-    {"code": "cs.CV", "name": "Computer Vision and Pattern Recognition", "threshold": 0.45},
-    {"code": "cs.LG", "name": "Machine Learning", "threshold": 0.5},
-    {"code": "math.ST", "name": "Statistics Theory", "threshold": 0.55},
-    {"code": "quant-ph", "name": "Quantum Physics", "threshold": 0.5},
+    {
+        "code": "cs.CV",
+        "name": "Computer Vision and Pattern Recognition",
+        "archive": "cs",
+        "threshold": 0.45,
+    },
+    {"code": "cs.LG", "name": "Machine Learning", "archive": "cs", "threshold": 0.5},
+    {"code": "math.ST", "name": "Statistics Theory", "archive": "math", "threshold": 0.55},
+    {"code": "quant-ph", "name": "Quantum Physics", "archive": "quant-ph", "threshold": 0.5},
 ]
 WORDS = [
     "image",
@@ -73,17 +81,19 @@ WORDS = [
 ]
 PAPERS = 40
 DATA = {
-    "path": "data/arxiv_data.csv",
-    "sha256": "ab" * 32,
-    "bytes": 123456,
+    "files": [
+        {"path": "data/arxiv_data.csv", "sha256": "ab" * 32, "bytes": 123456, "counts": {}},
+        {"path": "data/more.csv.gz", "sha256": "cd" * 32, "bytes": 789, "counts": {}},
+    ],
     "counts": {"rows_read": 500, "duplicates_merged": 20, "papers_unique": 480, "test": PAPERS},
     "non_arxiv_codes_dropped": 12,
 }
 SUMMARIES = {  # what the manifest keeps of reports/metrics.json
     "baseline": {"rule": "per_label", "test": {"micro_f1": 0.61, "p_at_1": 0.8, "papers": PAPERS}},
     "lstm": {"rule": "global", "test": {"micro_f1": 0.66, "p_at_1": 0.83, "papers": PAPERS}},
+    "served": {"rule": "global", "test": {"micro_f1": 0.68, "p_at_1": 0.85, "papers": PAPERS}},
 }
-OUT_FILES = {"model.onnx", "tokenizer.json", "labels.json", "manifest.json"}
+OUT_FILES = {*SERVING_FILES, "manifest.json"}  # the fixture model directory's files
 
 
 def make_papers(rng: np.random.Generator) -> list[dict[str, object]]:
@@ -147,10 +157,46 @@ def write_training_run(
         max_length=30,
     )
     tokenizer.save(artifacts / "tokenizer.json")
-    build_model(tokenizer.size, len(LABELS)).save(artifacts / "lstm.keras")
+    network = build_model(tokenizer.size, len(LABELS))
+    network.save(artifacts / "lstm.keras")
     labels = [{**label, "support": 10 + i} for i, label in enumerate(LABELS)]
     (artifacts / "labels.json").write_text(
-        json.dumps({"format_version": 1, "model": "lstm", "decision_rule": {}, "labels": labels})
+        json.dumps({"format_version": 1, "model": "served", "decision_rule": {}, "labels": labels})
+    )
+    # The baseline and the combiner as training saves them, and training's test-split scores.
+    documents = [words(p["title"], p["abstract"], stopwords) for p in papers]
+    terms = sorted({gram for document in documents for gram in ngrams(document, 2)})
+    baseline = TfidfScorer.from_dense(
+        terms,
+        2,
+        rng.uniform(1, 3, len(terms)),
+        rng.normal(0, 2, (len(LABELS), len(terms))),
+        rng.normal(-1, 0.5, len(LABELS)),
+        prune_below=0.3,
+    )
+    document, arrays = baseline.to_files()
+    (artifacts / "baseline.json").write_text(json.dumps(document))
+    (artifacts / "baseline.npz").write_bytes(arrays)
+    n = len(LABELS)
+    combiner = Combiner(
+        "stacked",
+        tuple(label["code"] for label in LABELS),
+        1.0,
+        (np.vstack([np.eye(n), np.eye(n)]) * 0.5 + rng.normal(0, 0.1, (2 * n, n))).astype(
+            np.float32
+        ),
+        rng.normal(0, 0.2, n).astype(np.float32),
+    )
+    document, arrays = combiner.to_files()
+    (artifacts / "combiner.json").write_text(json.dumps(document))
+    (artifacts / "combiner.npz").write_bytes(arrays)
+    lstm_scores = lstm.predict(network, [tokenizer.ids(document) for document in documents])
+    baseline_scores = baseline.predict_proba(documents)
+    np.savez(
+        artifacts / "predictions.npz",
+        lstm_test=lstm_scores,
+        baseline_test=baseline_scores,
+        served_test=combiner.combine(lstm_scores, baseline_scores),
     )
     with gzip.open(artifacts / "test_split.jsonl.gz", "wt", encoding="utf-8") as lines:
         lines.writelines(json.dumps(paper) + "\n" for paper in papers)
@@ -244,18 +290,29 @@ def test_manifest_records_files_run_and_toolchain(exported: Path) -> None:
         name: {"sha256": sha256_file(exported / name), "bytes": (exported / name).stat().st_size}
         for name in OUT_FILES - {"manifest.json"}
     }
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["files"] == files
     created = datetime.strptime(manifest["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert abs((datetime.now(UTC) - created).total_seconds()) < 600
     onnx_sha = files["model.onnx"]["sha256"]
     assert manifest["model"] == {
-        "name": "arxiv-lstm",
+        "name": "arxiv-classifier",
         "version": f"{created:%Y.%m.%d}-{onnx_sha[:8]}",
     }
     assert manifest["io"] == {"input": "tokens", "output": "probabilities", "opset": 17}
-    assert manifest["training_data"] == {"sha256": DATA["sha256"], "rows": DATA["counts"]}
+    assert manifest["training_data"] == {
+        "files": [
+            {"name": Path(f["path"]).name, "sha256": f["sha256"], "bytes": f["bytes"]}
+            for f in DATA["files"]
+        ],
+        "rows": DATA["counts"],
+    }
     assert manifest["metrics"] == SUMMARIES
+    assert manifest["served"] == {
+        "combiner": "stacked",
+        "combiner_detail": "stacked logistic layer over both models' logits (4 labels)",
+        "lstm_precision": "int8",
+    }
     assert manifest["versions"] == {
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
@@ -263,10 +320,16 @@ def test_manifest_records_files_run_and_toolchain(exported: Path) -> None:
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
-    parity = manifest["parity"]
+    parity = manifest["gates"]["parity"]
     assert (parity["papers"], parity["empty_papers_skipped"], parity["single_papers"]) == (39, 1, 8)
     assert 0 <= parity["max_abs_diff"] <= 1e-4
     assert parity["label_set_agreement"] == 1.0
+    quantization = manifest["gates"]["quantization"]
+    assert quantization["papers"] == 39 and quantization["label_set_agreement"] >= 0.995
+    assert quantization["micro_f1_drop"] <= 0.002
+    assert 0 < quantization["lstm_max_abs_diff"] < 0.05  # int8 really differs, but little
+    end_to_end = manifest["gates"]["end_to_end"]
+    assert end_to_end["papers"] == 39 and end_to_end["label_set_agreement"] >= 0.995
 
 
 def test_labels_and_tokenizer_follow_the_contract(exported: Path, training_run: Path) -> None:
@@ -279,10 +342,33 @@ def test_labels_and_tokenizer_follow_the_contract(exported: Path, training_run: 
     assert Tokenizer.load(exported / "tokenizer.json") == trained
 
 
-def test_onnx_graph_is_native_lstm_with_dynamic_shapes(exported: Path, training_run: Path) -> None:
-    model = onnx.load(exported / "model.onnx")
+@pytest.fixture(scope="module")
+def exported_fp32(training_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same training run exported with `--precision fp32`."""
+    out = tmp_path_factory.mktemp("deploy-fp32") / "model"
+    assert main([*export_args(training_run, out), "--precision", "fp32"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("precision", "recurrent_op", "tolerance"),
+    [("int8", "DynamicQuantizeLSTM", 0.05), ("fp32", "LSTM", 1e-5)],
+)
+def test_onnx_graph_has_native_recurrence_and_dynamic_shapes(
+    exported: Path,
+    exported_fp32: Path,
+    training_run: Path,
+    precision: str,
+    recurrent_op: str,
+    tolerance: float,
+) -> None:
+    directory = exported if precision == "int8" else exported_fp32
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["served"]["lstm_precision"] == precision
+    assert (manifest["gates"]["quantization"] is None) == (precision == "fp32")
+    model = onnx.load(directory / "model.onnx")
     ops_used = {node.op_type for node in model.graph.node}
-    assert "LSTM" in ops_used
+    assert recurrent_op in ops_used
     assert not ops_used & {"Loop", "Scan"}
     [tokens], [probabilities] = model.graph.input, model.graph.output
     assert tokens.name == "tokens"
@@ -294,7 +380,7 @@ def test_onnx_graph_is_native_lstm_with_dynamic_shapes(exported: Path, training_
 
     keras_model = keras.saving.load_model(training_run / "artifacts" / "lstm.keras")
     vocab_size = Tokenizer.load(training_run / "artifacts" / "tokenizer.json").size
-    session = onnxruntime.InferenceSession(str(exported / "model.onnx"))
+    session = onnxruntime.InferenceSession(str(directory / "model.onnx"))
     rng = np.random.default_rng(0)
     for batch, time in ((3, 7), (1, 30), (5, 1)):
         ids = rng.integers(1, vocab_size, size=(batch, time))
@@ -302,7 +388,7 @@ def test_onnx_graph_is_native_lstm_with_dynamic_shapes(exported: Path, training_
         expected = keras_model(tokens_batch, training=False).numpy()
         [actual] = session.run(["probabilities"], {"tokens": tokens_batch})
         assert actual.shape == (batch, len(LABELS))
-        np.testing.assert_allclose(actual, expected, atol=1e-5)
+        np.testing.assert_allclose(actual, expected, atol=tolerance)
 
 
 def perturbed(convert: Callable[..., onnx.ModelProto]) -> Callable[..., onnx.ModelProto]:
@@ -318,23 +404,33 @@ def perturbed(convert: Callable[..., onnx.ModelProto]) -> Callable[..., onnx.Mod
     return convert_and_perturb
 
 
+def assert_refused(
+    run: Path, previous_model: Path, capsys: pytest.CaptureFixture[str], pattern: str
+) -> None:
+    """The export of `run` exits 1 with one error line matching `pattern`, leaving the previous
+    model directory byte-identical and no staging folder behind."""
+    before = snapshot(previous_model)
+    assert main(export_args(run, previous_model)) == 1
+    [error] = error_lines(capsys)
+    assert re.fullmatch(pattern, error), error
+    assert snapshot(previous_model) == before
+    assert leftovers(previous_model) == []
+
+
 def test_parity_failure_exits_and_keeps_previous_model(
     training_run: Path,
     previous_model: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    before = snapshot(previous_model)
     monkeypatch.setattr(export.pipeline, "to_onnx", perturbed(export.pipeline.to_onnx))
-    assert main(export_args(training_run, previous_model)) == 1
-    [error] = error_lines(capsys)
-    assert re.fullmatch(
+    assert_refused(
+        training_run,
+        previous_model,
+        capsys,
         r"export: error: parity gate failed on 39 test papers: max \|Δprob\| \S+ > 1e-04"
         r"(; label sets agree for \S+% of papers < 99\.9%)?",
-        error,
     )
-    assert snapshot(previous_model) == before
-    assert leftovers(previous_model) == []
 
 
 def test_interrupted_export_keeps_previous_model(
@@ -350,7 +446,7 @@ def test_interrupted_export_keeps_previous_model(
     monkeypatch.setattr(export.pipeline, "build_manifest", crash)
     with pytest.raises(KeyboardInterrupt):
         main(export_args(training_run, previous_model))
-    assert staged == ["labels.json", "model.onnx", "tokenizer.json"]
+    assert staged == sorted(OUT_FILES - {"manifest.json"})
     assert snapshot(previous_model) == before
     assert leftovers(previous_model) == []
 
@@ -366,6 +462,51 @@ def test_masked_lstm_unrolled_to_loop_is_refused(
         "(does the model mask padding, e.g. mask_zero=True?)"
     ]
     assert not out.exists()
+
+
+def test_quantization_gate_failure_exits_and_keeps_previous_model(
+    training_run: Path,
+    previous_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An int8 graph that answers differently (its output layer off by 2) is refused."""
+    real_quantize = export.pipeline.quantize
+
+    def bad_quantize(fp32: bytes) -> bytes:
+        model = onnx.load_from_string(fp32)
+        [kernel] = [t for t in model.graph.initializer if list(t.dims) == [16, len(LABELS)]]
+        values = onnx.numpy_helper.to_array(kernel) + np.float32(2.0)
+        kernel.CopyFrom(onnx.numpy_helper.from_array(values, kernel.name))
+        return real_quantize(model.SerializeToString())
+
+    monkeypatch.setattr(export.pipeline, "quantize", bad_quantize)
+    assert_refused(
+        training_run,
+        previous_model,
+        capsys,
+        r"export: error: quantization gate failed on 39 test papers: .+ "
+        r"\(export with --precision fp32 to ship the unquantized LSTM\)",
+    )
+
+
+def test_end_to_end_gate_failure_exits_and_keeps_previous_model(
+    run_copy: Path,
+    previous_model: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Training's expected label sets that the staged directory does not reproduce are refused."""
+    path = run_copy / "artifacts" / "predictions.npz"
+    arrays = dict(np.load(path))
+    arrays["served_test"] = arrays["served_test"][::-1].copy()  # another paper's scores
+    np.savez(path, **arrays)
+    assert_refused(
+        run_copy,
+        previous_model,
+        capsys,
+        r"export: error: end-to-end gate failed: the staged model reproduces training's label "
+        r"sets for \S+% of 39 test papers < 99\.5%",
+    )
 
 
 def rewrite_json(relative: str, change: Callable[[dict], object]) -> Callable[[Path], None]:
@@ -434,7 +575,19 @@ def without(relative: str) -> Callable[[Path], None]:
         ),
         (
             rewrite_json("artifacts/labels.json", lambda d: {**d, "labels": d["labels"][:-1]}),
-            r"\S+/lstm.keras outputs 4 probabilities but labels.json lists 3",
+            r"\S+/artifacts: the combiner's or the baseline's labels differ from labels.json",
+        ),
+        (
+            without("artifacts/baseline.npz"),
+            r"\S+/baseline.npz not found \(run train/run.py first\)",
+        ),
+        (
+            rewrite_json("artifacts/combiner.json", lambda c: {**c, "kind": "median"}),
+            r"\S+/combiner.json: unknown combiner kind 'median'; expected one of .+",
+        ),
+        (
+            lambda run: (run / "artifacts" / "predictions.npz").write_bytes(b"PK not really"),
+            r"\S+/predictions.npz: it holds pickled \(object\) data, which is never loaded",
         ),
         (
             rewrite_json(
@@ -461,6 +614,9 @@ def without(relative: str) -> Callable[[Path], None]:
         "tokenizer-setting",
         "label-threshold",
         "label-count",
+        "no-baseline-weights",
+        "combiner-kind",
+        "predictions-npz",
         "embedding-rows",
         "corrupt-model",
         "metrics-model",

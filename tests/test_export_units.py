@@ -24,6 +24,7 @@ from export.parity import (
     singles_by_length,
 )
 from lambda_handler.files import sha256_file
+from lambda_handler.manifest import REQUIRED_FILES
 from train.thresholds import predict_sets
 
 HIDDEN = 3
@@ -246,17 +247,18 @@ def test_summary_drops_per_label_tables_only() -> None:
 
 
 def write_model_dir(directory: Path) -> dict[str, object]:
-    """Three stand-in model files and their manifest; returns the manifest."""
+    """Stand-ins for the required model files and their manifest; returns the manifest."""
     directory.mkdir()
-    for name, text in (("model.onnx", "onnx"), ("tokenizer.json", "{}"), ("labels.json", "[]")):
-        (directory / name).write_text(text)
+    for name in REQUIRED_FILES:
+        (directory / name).write_text("onnx" if name == "model.onnx" else "{}")
     manifest = build_manifest(
         directory,
         created=datetime(2026, 11, 25, 20, 0, 1, 999, tzinfo=UTC),
         opset=17,
         training_data={"sha256": "ab" * 32, "rows": {"test": 3}},
         metrics={},
-        parity={},
+        served={},
+        gates={},
         versions={},
     )
     (directory / "manifest.json").write_text(json.dumps(manifest))
@@ -266,12 +268,15 @@ def write_model_dir(directory: Path) -> dict[str, object]:
 def test_manifest_names_the_version_and_hashes_every_file(tmp_path: Path) -> None:
     manifest = write_model_dir(tmp_path / "model")
     onnx_sha = sha256_file(tmp_path / "model" / "model.onnx")
-    assert manifest["model"] == {"name": "arxiv-lstm", "version": f"2026.11.25-{onnx_sha[:8]}"}
+    assert manifest["model"] == {
+        "name": "arxiv-classifier",
+        "version": f"2026.11.25-{onnx_sha[:8]}",
+    }
     assert manifest["created"] == "2026-11-25T20:00:01Z"
     assert manifest["files"]["model.onnx"] == {"sha256": onnx_sha, "bytes": 4}
-    assert list(manifest["files"]) == ["model.onnx", "tokenizer.json", "labels.json"]
+    assert list(manifest["files"]) == list(REQUIRED_FILES)  # no combiner.npz: none was written
     verified = verify_model_dir(tmp_path / "model")
-    assert (verified.name, verified.version) == ("arxiv-lstm", manifest["model"]["version"])
+    assert (verified.name, verified.version) == ("arxiv-classifier", manifest["model"]["version"])
     assert {name: (e.sha256, e.size) for name, e in verified.files.items()} == {
         name: (entry["sha256"], entry["bytes"]) for name, entry in manifest["files"].items()
     }
@@ -303,8 +308,8 @@ def rewrite_manifest(**changes: object):
         (tamper, r"\S+/model: model.onnx sha256 \S+ does not match manifest.json .*"),
         (remove, r"\S+/model: labels.json is missing from the model directory"),
         (
-            rewrite_manifest(format_version=2),
-            r"\S+/model: manifest.json format_version is 2; this function reads only .*",
+            rewrite_manifest(format_version=1),
+            r"\S+/model: manifest.json format_version is 1; this function reads only .*",
         ),
         (
             rewrite_manifest(files={"../model.onnx": {}}),
@@ -328,10 +333,16 @@ def test_verify_refuses_a_damaged_directory(tmp_path: Path, damage, message: str
         verify_model_dir(tmp_path / "model")
 
 
-LABEL = {"code": "cs.CV", "name": "Computer Vision", "threshold": 0.4, "support": 3}
+LABEL = {
+    "code": "cs.CV",
+    "name": "Computer Vision",
+    "archive": "cs",
+    "threshold": 0.4,
+    "support": 3,
+}
 
 
-def labels_json(*labels: dict, model: str = "lstm") -> dict[str, object]:
+def labels_json(*labels: dict, model: str = "served") -> dict[str, object]:
     """A training labels.json document."""
     return {"format_version": 1, "model": model, "labels": list(labels)}
 
@@ -352,6 +363,10 @@ def labels_json(*labels: dict, model: str = "lstm") -> dict[str, object]:
         (
             labels_json({**LABEL, "name": ""}),
             "labels[0].name must be a non-empty string",
+        ),
+        (
+            labels_json({k: v for k, v in LABEL.items() if k != "archive"}),
+            "labels[0].archive must be a non-empty string",
         ),
     ],
 )

@@ -17,8 +17,11 @@ from export.manifest import build_manifest
 from export.run import main
 from export.upload import S3Location, parse_s3_uri, upload_model_dir
 from lambda_handler.files import write_json_atomic
+from lambda_handler.manifest import REQUIRED_FILES
 
-MODEL_FILES = {"model.onnx": b"\x08\x09onnx-bytes", "tokenizer.json": b"{}", "labels.json": b"[]"}
+MODEL_FILES = {
+    name: b"\x08\x09onnx-bytes" if name == "model.onnx" else b"{}" for name in REQUIRED_FILES
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,8 @@ def model_dir(tmp_path: Path) -> Path:
         opset=17,
         training_data={},
         metrics={},
-        parity={},
+        served={},
+        gates={},
         versions={},
     )
     write_json_atomic(directory / "manifest.json", manifest)
@@ -114,7 +118,7 @@ def test_cli_uploads_an_existing_directory(
 def test_cli_refuses_to_upload_a_damaged_directory(
     s3, bucket: str, model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (model_dir / "labels.json").write_bytes(b"{}")
+    (model_dir / "labels.json").write_bytes(b"[]")  # same size, other bytes
     assert main(["--skip-export", "--upload", f"s3://{bucket}/m", "--out", str(model_dir)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"export: error: {model_dir}: labels.json ")

@@ -135,7 +135,8 @@ def test_package_is_built_from_lambda_handler_by_the_makefile(function: dict):
 
 def test_memory_timeout_and_concurrency(template: dict, function: dict):
     properties = function["Properties"]
-    # Enough for onnxruntime (~150 MB RSS) with CPU to spare; beyond one vCPU buys nothing.
+    # Enough for the function (254 MB peak RSS in bench/results.md) with CPU to spare; beyond
+    # one vCPU buys nothing.
     assert 512 <= properties["MemorySize"] <= 1769
     # The HTTP API gives up on an integration after 30 s.
     assert 3 <= properties["Timeout"] <= 29

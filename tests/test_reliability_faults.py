@@ -90,9 +90,21 @@ BREAKAGES = {
         lambda model_dir: (model_dir / "tokenizer.json").unlink(),
         "tokenizer.json is missing",
     ),
-    "manifest format_version 2": (
-        lambda model_dir: write_serving_manifest(model_dir, format_version=2),
-        "format_version is 2",
+    "manifest format_version 1": (
+        lambda model_dir: write_serving_manifest(model_dir, format_version=1),
+        "format_version is 1",
+    ),
+    "missing baseline.npz": (
+        lambda model_dir: (model_dir / "baseline.npz").unlink(),
+        "baseline.npz is missing",
+    ),
+    "truncated baseline.npz, manifest rewritten to match": (
+        truncate("baseline.npz", remanifest=True),
+        "baseline.json/baseline.npz: not a readable npz file",
+    ),
+    "tampered combiner.npz, manifest rewritten to match": (
+        truncate("combiner.npz", remanifest=True, keep=0.9),
+        "combiner.json: not a readable npz file",
     ),
     "truncated manifest.json": (truncate("manifest.json"), "manifest.json is not valid JSON"),
     "model directory deleted": (shutil.rmtree, "no model: the model directory does not exist"),

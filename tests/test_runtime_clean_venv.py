@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("tensorflow", "keras", "sklearn", "pandas", "nltk", "torch", "boto3")
+HEAVY = ("tensorflow", "keras", "sklearn", "scipy", "pandas", "nltk", "torch", "boto3")
 SCRIPT = """
 import importlib.util, json, sys
 from lambda_handler import app

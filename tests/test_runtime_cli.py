@@ -130,6 +130,49 @@ def test_csv_without_an_abstract_column(capsys, tmp_path, serving_model_dir):
     assert code == 1 and "needs an abstract column" in err and "found name, text" in err
 
 
+@pytest.mark.parametrize(
+    ("contents", "message"),
+    [
+        (
+            'title,abstract\n"Paper A: a study,Graph neural networks for molecules\n'
+            "Paper B,Reinforcement learning for robot control\n"
+            '"Paper C",Transformers for machine translation\n',
+            "row 2: not valid CSV",
+        ),
+        ("title,abstract\n", "holds no papers (only a header)"),
+        ("title,abstract\nA,b,c\n", "row 2: 1 more or fewer fields than the header's 2"),
+    ],
+    ids=["stray-quote", "header-only", "extra-field"],
+)
+def test_a_broken_csv_stops_before_any_paper_with_one_line(
+    capsys, tmp_path, serving_model_dir, contents, message
+):
+    path = tmp_path / "s.csv"
+    path.write_text(contents)
+    code, out, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(path))
+    assert (code, out) == (1, "")  # nothing merged, nothing printed
+    assert err == f"error: {path} {message}" + err.split(message, 1)[1]
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--top-k", "0"], "--top-k must be a positive integer, got 0"),
+        (["--top-k", "999"], "--top-k must be at most the model's 6 labels, got 999"),
+        (["--threshold", "1.5"], "--threshold must be a number from 0 to 1, got 1.5"),
+    ],
+)
+def test_bad_options_are_one_usage_error_before_any_file_is_read(
+    capsys, serving_model_dir, args, message
+):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--model-dir", str(serving_model_dir), *args, "--file", "/nonexistent.csv"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count(message) == 1 and "nonexistent" not in err
+
+
 def test_usage_errors_exit_2(capsys):
     for args in ([], ["only a title"], ["--file", "x.csv", "title", "abstract"]):
         with pytest.raises(SystemExit) as stopped:

@@ -7,6 +7,7 @@ The fixture model is a real ONNX BiLSTM whose weights are also evaluated by a nu
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import subprocess
@@ -16,7 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SERVING_LABELS, SERVING_MODEL_VERSION, serving_v2_event, write_serving_manifest
+from conftest import (
+    SERVING_LABELS,
+    SERVING_MODEL_VERSION,
+    SERVING_SERVED,
+    serving_v2_event,
+    write_serving_manifest,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,9 +52,11 @@ def health(service: Service) -> tuple[int, dict]:
 
 
 def test_single_paper_runs_unpadded_and_matches_the_numpy_reference(classifier, serving_network):
-    ids = classifier.encode("Image segmentation", ABSTRACT)
+    encoded = classifier.encode("Image segmentation", ABSTRACT)
+    ids = encoded.ids
     assert ids == classifier.tokenizer.encode("Image segmentation", ABSTRACT)
-    scores = classifier.predict([ids])
+    assert encoded.words == classifier.tokenizer.words("Image segmentation", ABSTRACT)
+    scores = classifier.predict_lstm([ids])
     assert scores.shape == (1, len(SERVING_LABELS)) and scores.dtype == np.float32
     np.testing.assert_allclose(scores, serving_network.predict([ids]), atol=1e-5)
     # Unpadded is not the same as padded to the tokenizer's max_length: the forward LSTM reads
@@ -62,13 +71,13 @@ def test_batch_is_pre_padded_to_its_longest_member_only(classifier, serving_netw
         ("", "Gaussian processes."),
         ("Translation", "Transformer language models."),
     ]
-    sequences = [classifier.encode(title, abstract) for title, abstract in papers]
+    sequences = [classifier.encode(title, abstract).ids for title, abstract in papers]
     assert len({len(s) for s in sequences}) == 3
-    scores = classifier.predict(sequences)
+    scores = classifier.predict_lstm(sequences)
     expected = serving_network.predict(pad(sequences))  # text.pad: PAD_ID pre-padding
     np.testing.assert_allclose(scores, expected, atol=1e-5)
     assert [len(s) for s in sequences] == [7, 2, 4]
-    np.testing.assert_allclose(scores[0], classifier.predict([sequences[0]])[0], atol=1e-6)
+    np.testing.assert_allclose(scores[0], classifier.predict_lstm([sequences[0]])[0], atol=1e-6)
     assert pad(sequences)[1][0] == PAD_ID
 
 
@@ -83,16 +92,30 @@ def test_a_large_batch_runs_by_length_in_sub_batches_padded_to_their_own_longest
     for start in range(0, len(order), SUB_BATCH):
         rows = order[start : start + SUB_BATCH]
         expected[rows] = serving_network.predict(pad([sequences[i] for i in rows]))
-    np.testing.assert_allclose(classifier.predict(sequences), expected, atol=1e-5)
+    np.testing.assert_allclose(classifier.predict_lstm(sequences), expected, atol=1e-5)
     # The fixture network is not padding-invariant: one run padded to the longest differs.
     assert np.abs(expected - serving_network.predict(pad(sequences))).max() > 1e-4
 
 
 def test_batch_rows_equal_single_runs_when_lengths_are_equal(classifier):
     sequences = [[5, 9, 12, 3], [7, 7, 2, 30], [1, 1, 1, 39]]
-    batch = classifier.predict(sequences)
+    batch = classifier.predict_lstm(sequences)
     for row, sequence in zip(batch, sequences, strict=True):
-        np.testing.assert_allclose(row, classifier.predict([sequence])[0], atol=1e-6)
+        np.testing.assert_allclose(row, classifier.predict_lstm([sequence])[0], atol=1e-6)
+
+
+def test_served_scores_combine_the_lstm_and_the_baseline_as_the_fixture_does(
+    classifier, serving_system
+):
+    papers = [
+        ("Image segmentation", ABSTRACT),
+        ("", "Transformer language models for machine translation."),
+        ("Robots", "Reinforcement learning agents for robot navigation and grasping."),
+    ]
+    scores = classifier.predict([classifier.encode(title, abstract) for title, abstract in papers])
+    np.testing.assert_allclose(scores, serving_system.predict(papers), atol=1e-5)
+    lstm_only = classifier.predict_lstm([classifier.encode(t, a).ids for t, a in papers])
+    assert np.abs(scores - lstm_only).max() > 1e-2  # the combiner really changes the scores
 
 
 def test_encode_refuses_an_abstract_without_content_words(classifier):
@@ -100,9 +123,9 @@ def test_encode_refuses_an_abstract_without_content_words(classifier):
     assert classifier.encode("", "the and of") is None
     assert classifier.encode("", "   ") is None
     # unknown words are content words (out-of-vocabulary id), so they are classified
-    assert classifier.encode("", "Zyxwv quuxification") == [1, 1]
+    assert classifier.encode("", "Zyxwv quuxification").ids == [1, 1]
     assert (
-        classifier.encode("Image", "segmentation")[-1]
+        classifier.encode("Image", "segmentation").ids[-1]
         == classifier.tokenizer.encode("", "segmentation")[0]
     )
 
@@ -150,7 +173,7 @@ def test_healthy_service_reports_its_version(serving_service):
     assert status == 200
     assert body == {
         "status": "ok",
-        "model": {"name": "tiny-test-lstm", "version": SERVING_MODEL_VERSION},
+        "model": {"name": "tiny-test-lstm", "version": SERVING_MODEL_VERSION, **SERVING_SERVED},
         "labels": len(SERVING_LABELS),
     }
 
@@ -198,9 +221,9 @@ def test_missing_tokenizer_refuses_to_serve(make_serving_model_dir, capsys):
 
 def test_wrong_manifest_version_refuses_to_serve(make_serving_model_dir, capsys):
     model_dir = make_serving_model_dir()
-    write_serving_manifest(model_dir, format_version=2)
+    write_serving_manifest(model_dir, format_version=1)
     _, body, _ = load_failure(model_dir, capsys)
-    assert "format_version is 2" in body["message"]
+    assert "format_version is 1" in body["message"]
 
 
 def test_missing_model_directory_answers_no_model(tmp_path, capsys):
@@ -223,7 +246,15 @@ def rewrite(model_dir: Path, name: str, data: bytes, **manifest_overrides: objec
         ("garbage_onnx", "cannot be loaded by onnxruntime"),
         ("io_input", "manifest.json io.input is 'ids'"),
         ("io_output", "manifest.json io.output is 'scores'"),
-        ("labels_count", "for the 5 labels in labels.json"),
+        ("labels_count", "combiner.json lists 6 labels that differ from the 5 of labels.json"),
+        ("combiner_order", "combiner.json lists 6 labels that differ from the 6 of labels.json"),
+        ("combiner_kind", "unknown combiner kind 'median'"),
+        ("combiner_shape", "stacked weights (6, 6) and bias (6,) do not fit 6 labels"),
+        ("combiner_arrays_missing", "a stacked combiner needs its arrays file"),
+        ("combiner_pickle", "combiner.json: it holds pickled (object) data, which is never loaded"),
+        ("baseline_labels", "baseline.npz scores 5 labels; labels.json lists 6"),
+        ("baseline_terms", "do not fit 5 terms"),
+        ("baseline_tampered", "baseline.npz sha256"),
         ("labels_threshold", "threshold of cs.CV must be a number in [0, 1]"),
         ("labels_json", "labels.json is not valid JSON"),
         ("tokenizer_settings", "tokenizer padding is 'post'"),
@@ -253,6 +284,43 @@ def test_invalid_model_directories_are_refused_with_a_clear_reason(
     elif breakage == "labels_count":
         labels["labels"].pop()
         rewrite(model_dir, "labels.json", json.dumps(labels).encode())
+    elif breakage == "combiner_order":
+        combiner = json.loads((model_dir / "combiner.json").read_text())
+        combiner["labels"] = combiner["labels"][::-1]
+        rewrite(model_dir, "combiner.json", json.dumps(combiner).encode())
+    elif breakage == "combiner_kind":
+        combiner = json.loads((model_dir / "combiner.json").read_text())
+        combiner["kind"] = "median"
+        rewrite(model_dir, "combiner.json", json.dumps(combiner).encode())
+    elif breakage == "combiner_shape":
+        buffer = io.BytesIO()
+        np.savez(buffer, weights=np.zeros((6, 6), np.float32), bias=np.zeros(6, np.float32))
+        rewrite(model_dir, "combiner.npz", buffer.getvalue())
+    elif breakage == "combiner_arrays_missing":
+        (model_dir / "combiner.npz").unlink()
+        write_serving_manifest(model_dir)
+    elif breakage == "combiner_pickle":
+        buffer = io.BytesIO()
+        np.save(buffer, np.array([{"weights": 1}], dtype=object), allow_pickle=True)
+        rewrite(model_dir, "combiner.npz", buffer.getvalue())
+    elif breakage == "baseline_labels":
+        arrays = dict(np.load(model_dir / "baseline.npz"))
+        arrays["intercept"] = arrays["intercept"][:5]
+        keep = arrays["label_ids"] < 5
+        arrays["label_ids"], arrays["values"] = arrays["label_ids"][keep], arrays["values"][keep]
+        indptr = np.concatenate([[0], np.cumsum(np.add.reduceat(keep, arrays["indptr"][:-1]))])
+        arrays["indptr"] = indptr.astype(np.int32)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        rewrite(model_dir, "baseline.npz", buffer.getvalue())
+    elif breakage == "baseline_terms":
+        baseline = json.loads((model_dir / "baseline.json").read_text())
+        baseline["terms"] = baseline["terms"][:5]
+        rewrite(model_dir, "baseline.json", json.dumps(baseline).encode())
+    elif breakage == "baseline_tampered":
+        data = bytearray((model_dir / "baseline.npz").read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (model_dir / "baseline.npz").write_bytes(bytes(data))
     elif breakage == "labels_threshold":
         labels["labels"][0]["threshold"] = 1.5
         rewrite(model_dir, "labels.json", json.dumps(labels).encode())

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import serving_v2_event
+from conftest import SERVING_FILES, serving_v2_event
 
 from lambda_handler.files import sha256_file
 from lambda_handler.manifest import ModelError
@@ -91,14 +91,9 @@ def test_download_verifies_and_serves_like_the_local_directory(
     assert (status, body) == classify(serving_service)
     [copy] = [p for p in tmp_path.iterdir()]
     assert copy.name.startswith("model-2026.11.25-tiny-")
-    assert listing(tmp_path) == [
-        copy.name,
-        *(
-            f"{copy.name}/{n}"
-            for n in ("labels.json", "manifest.json", "model.onnx", "tokenizer.json")
-        ),
-    ]
-    for name in ("model.onnx", "tokenizer.json", "labels.json", "manifest.json"):
+    names = sorted((*SERVING_FILES, "manifest.json"))
+    assert listing(tmp_path) == [copy.name, *(f"{copy.name}/{n}" for n in names)]
+    for name in names:
         assert sha256_file(copy / name) == sha256_file(serving_model_dir / name)
 
 

@@ -57,7 +57,7 @@ def test_classify_through_http_matches_the_handler(base_url, serving_service):
     assert status == 200
     assert head["Content-Type"] == "application/json; charset=utf-8" and head["X-Request-Id"]
     assert body == json.loads(serving_service.handle(payload)["body"])
-    assert [item["label"] for item in body["results"][0]["labels"]] == ["cs.CV", "cs.LG"]
+    assert [item["label"] for item in body["results"][0]["labels"]] == ["cs.CV", "cs.AI"]
 
 
 def test_get_routes_and_errors_over_http(base_url):
@@ -95,15 +95,60 @@ def test_keep_alive_connection_serves_several_requests(base_url):
         connection.close()
 
 
-def test_oversized_request_is_refused_before_reading_it(base_url):
+def raw_exchange(base_url: str, data: bytes) -> tuple[int, dict[str, str], dict]:
+    """Send raw bytes, read one reply: status, headers (lower-cased names), JSON body."""
     host, port = base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as raw:
-        raw.sendall(
-            b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 7000000\r\n\r\n"
-        )
-        reply = raw.recv(4096).decode()
-    assert reply.startswith("HTTP/1.1 413")
+        raw.sendall(data)
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += raw.recv(65536)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        while len(body) < int(headers["content-length"]):
+            body += raw.recv(65536)
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+POST = b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+
+def test_oversized_request_is_refused_before_reading_it(base_url):
+    status, headers, body = raw_exchange(base_url, POST + b"Content-Length: 7000000\r\n\r\n")
+    assert (status, body["error"]) == (413, "payload_too_large")
+    assert headers["content-type"].startswith("application/json") and headers["x-request-id"]
+
+
+def test_a_chunked_body_is_read_and_classified(base_url):
+    data = json.dumps({"abstract": ABSTRACT}).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (data[:10], data[10:]))
+    status, _, body = raw_exchange(
+        base_url, POST + b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    )
+    assert status == 200 and body["results"][0]["labels"]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "error"),
+    [
+        (POST + b"Content-Length: -1\r\n\r\n", 400, "invalid_request"),
+        (POST + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, "invalid_request"),
+        (POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "invalid_request"),
+        (
+            POST + b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % (7 * 1024 * 1024),
+            413,
+            "payload_too_large",
+        ),
+        (b"BREW /classify HTTP/1.1\r\nHost: x\r\n\r\n", 501, "not_implemented"),
+    ],
+    ids=["negative-length", "conflicting-lengths", "bad-chunk", "chunked-too-large", "brew"],
+)
+def test_what_never_reaches_the_function_still_answers_json(base_url, request_bytes, status, error):
+    answer, headers, body = raw_exchange(base_url, request_bytes)
+    assert (answer, body["error"]) == (status, error) and body["message"]
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    assert headers["x-request-id"]
 
 
 def test_build_event_is_an_http_api_v2_event():
@@ -124,9 +169,11 @@ def test_build_event_is_an_http_api_v2_event():
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_serve_main_binds_loopback_and_stops_on_a_signal(serving_model_dir, stop):
+    """Even when started with SIGINT ignored, as a shell background job (`nohup … &`) is."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "LOG_LEVEL": "WARNING"}
     process = subprocess.Popen(
-        [
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        args=[
             sys.executable,
             "-m",
             "lambda_handler.serve",

@@ -10,6 +10,10 @@ papers are listed under both codes: cs.IT = math.IT, math.NA = cs.NA, math-ph = 
 eess.SY = cs.SY, econ.GN = q-fin.EC, math.ST = stat.TH. So are the bare legacy archives
 (`astro-ph`, `cond-mat`, `q-bio`) and the pre-2000 archives later folded into categories
 (`cmp-lg` into cs.CL, `chao-dyn` into nlin.CD, `alg-geom` into math.AG, ...).
+
+`canonical` folds both kinds into one code before training, since an alias pair always
+co-occurs (two labels for one decision double-count it) and a legacy archive is its successor
+under an older name: `ALIASES` and `LEGACY` say which code wins, as arXiv's own taxonomy does.
 """
 
 from __future__ import annotations
@@ -208,6 +212,39 @@ CATEGORY_NAMES: dict[str, str] = {
     "supr-con": "Superconductivity",  # cond-mat.supr-con
 }
 
+# arXiv's alias pairs, alias -> canonical (arxiv-base `CATEGORY_ALIASES`): a paper cross-listed in
+# one is listed in both, so each pair is one label here.
+ALIASES: dict[str, str] = {
+    "math.MP": "math-ph",
+    "stat.TH": "math.ST",
+    "math.IT": "cs.IT",
+    "q-fin.EC": "econ.GN",
+    "cs.SY": "eess.SY",
+    "cs.NA": "math.NA",
+}
+
+# Archives closed by 2000, each subsumed by one category (arxiv-base `ARCHIVES_SUBSUMED`).
+LEGACY: dict[str, str] = {
+    "acc-phys": "physics.acc-ph",
+    "adap-org": "nlin.AO",
+    "alg-geom": "math.AG",
+    "ao-sci": "physics.ao-ph",
+    "atom-ph": "physics.atom-ph",
+    "bayes-an": "physics.data-an",
+    "chao-dyn": "nlin.CD",
+    "chem-ph": "physics.chem-ph",
+    "cmp-lg": "cs.CL",
+    "comp-gas": "nlin.CG",
+    "dg-ga": "math.DG",
+    "funct-an": "math.FA",
+    "mtrl-th": "cond-mat.mtrl-sci",
+    "patt-sol": "nlin.PS",
+    "plasm-ph": "physics.plasm-ph",
+    "q-alg": "math.QA",
+    "solv-int": "nlin.SI",
+    "supr-con": "cond-mat.supr-con",
+}
+
 # Within an archive, subject classes are either two capitals (cs.CV, astro-ph.GA) or lower-case
 # words joined by hyphens (cond-mat.mtrl-sci, physics.optics); each archive uses one style.
 _UPPER_SUBJECT = re.compile(r"[A-Z]{2}")
@@ -238,3 +275,21 @@ def category_name(code: str) -> str:
     Falls back to the code itself for categories this taxonomy does not know.
     """
     return CATEGORY_NAMES.get(code, code)
+
+
+def canonical(code: str) -> str | None:
+    """The code a known category is trained and served under (aliases and legacy archives
+    folded), or None when the taxonomy does not know `code`: nothing is ever invented."""
+    if code not in CATEGORY_NAMES:
+        return None
+    return ALIASES.get(code) or LEGACY.get(code) or code
+
+
+def archive(code: str) -> str:
+    """The archive of a category (`cs.CV` -> `cs`, `hep-th` -> `hep-th`, `math-ph` -> `math-ph`)."""
+    return code.partition(".")[0]
+
+
+def is_cs_or_stat(code: str) -> bool:
+    """Whether a category belongs to computer science or statistics (the CS-heavy fields)."""
+    return archive(code) in ("cs", "stat")

@@ -1,8 +1,10 @@
-"""Load, clean, deduplicate and split an arXiv abstracts CSV (Kaggle format).
+"""Load, clean, deduplicate and split arXiv abstracts CSVs (Kaggle format).
 
 The Kaggle file has columns `titles`, `summaries`, `terms`, where `terms` is a Python-list
-string mixing arXiv categories with ACM and MSC codes. Everything that is dropped is counted,
-so the run can print where every row went.
+string mixing arXiv categories with ACM and MSC codes. Several files can be read at once; they
+are deduplicated across files as within one. An optional `date` column (ISO dates) is kept for
+the report's drift check; other extra columns are ignored. Everything that is dropped, folded
+or left undated is counted, so the run can print where every row went.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ import itertools
 import re
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from train.categories import is_arxiv_category
+from train.categories import canonical, is_arxiv_category
 
 REQUIRED_COLUMNS = ("titles", "summaries", "terms")
+DATE_COLUMN = "date"
 MAX_UNPARSABLE_FRACTION = 0.01
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
@@ -33,11 +37,17 @@ class DataError(Exception):
 
 @dataclass(frozen=True)
 class Paper:
-    """One deduplicated paper with its arXiv category codes."""
+    """One deduplicated paper with its (canonical) arXiv category codes, primary first."""
 
     title: str
     abstract: str
     labels: tuple[str, ...]
+    date: date | None = None
+    primary: str = ""  # the first listed category, kept when the label filter drops it
+
+    def __post_init__(self) -> None:
+        if not self.primary and self.labels:
+            object.__setattr__(self, "primary", self.labels[0])
 
 
 @dataclass
@@ -50,6 +60,9 @@ class Splits:
     labels: list[str]
     counts: dict[str, int] = field(default_factory=dict)
     dropped_codes: Counter[str] = field(default_factory=Counter)
+    files: dict[str, dict[str, int]] = field(default_factory=dict)  # per input file
+    folded_codes: Counter[str] = field(default_factory=Counter)  # "alias -> canonical": count
+    unknown_codes: Counter[str] = field(default_factory=Counter)  # arXiv-style, not in taxonomy
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -99,14 +112,34 @@ def normalize_title(title: str) -> str:
     return _NOT_ALNUM.sub(" ", title.casefold()).strip()
 
 
-def load_papers(path: Path) -> tuple[list[Paper], dict[str, int], Counter[str]]:
-    """Parse and deduplicate papers, keeping arXiv codes only; returns papers, counts, dropped."""
+@dataclass
+class FileLoad:
+    """What one file contributed: its papers (before cross-file deduplication) and counts."""
+
+    papers: list[Paper]
+    counts: dict[str, int]
+    dropped_codes: Counter[str] = field(default_factory=Counter)
+    folded_codes: Counter[str] = field(default_factory=Counter)
+    unknown_codes: Counter[str] = field(default_factory=Counter)
+
+
+def parse_date(raw: str) -> date | None:
+    """An ISO date (`2019-05-01`, a time after it allowed), or None when it does not parse."""
+    try:
+        return date.fromisoformat(raw.strip()[:10])
+    except ValueError:
+        return None
+
+
+def read_papers(path: Path) -> FileLoad:
+    """Parse one file's rows into papers with canonical arXiv codes; count every drop."""
     frame = read_csv(path)
-    counts = {"rows_read": len(frame)}
-    dropped_codes: Counter[str] = Counter()
-    papers: list[Paper] = []
-    unparsable = empty_text = 0
-    for title, abstract, raw_terms in frame[list(REQUIRED_COLUMNS)].itertuples(index=False):
+    load = FileLoad([], {"rows_read": len(frame)})
+    has_date = DATE_COLUMN in frame.columns
+    dates = frame[DATE_COLUMN] if has_date else [""] * len(frame)
+    unparsable = empty_text = bad_dates = 0
+    rows = frame[list(REQUIRED_COLUMNS)].itertuples(index=False)
+    for (title, abstract, raw_terms), raw_date in zip(rows, dates, strict=True):
         terms = parse_terms(raw_terms)
         if terms is None:
             unparsable += 1
@@ -116,24 +149,58 @@ def load_papers(path: Path) -> tuple[list[Paper], dict[str, int], Counter[str]]:
             continue
         labels = []
         for code in terms:
-            if is_arxiv_category(code):
-                labels.append(code)
+            folded = canonical(code)
+            if folded is not None:
+                labels.append(folded)
+                if folded != code:
+                    load.folded_codes[f"{code} -> {folded}"] += 1
+            elif is_arxiv_category(code):
+                load.unknown_codes[code] += 1
             else:
-                dropped_codes[code] += 1
-        papers.append(Paper(title.strip(), abstract.strip(), tuple(dict.fromkeys(labels))))
+                load.dropped_codes[code] += 1
+        paper_date = parse_date(raw_date) if has_date else None
+        bad_dates += has_date and paper_date is None
+        labels = list(dict.fromkeys(labels))
+        load.papers.append(Paper(title.strip(), abstract.strip(), tuple(labels), paper_date))
     if unparsable > MAX_UNPARSABLE_FRACTION * len(frame):
         raise DataError(
             f"{path}: {unparsable} of {len(frame)} rows have an unparsable 'terms' value "
             f"(more than {MAX_UNPARSABLE_FRACTION:.0%}); is this the Kaggle format?"
         )
-    counts["rows_unparsable_terms"] = unparsable
-    counts["rows_empty_abstract"] = empty_text
-    unique, duplicates = deduplicate(papers)
+    load.counts.update(
+        rows_unparsable_terms=unparsable,
+        rows_empty_abstract=empty_text,
+        rows_dated=len(load.papers) - bad_dates if has_date else 0,
+        rows_unparsable_date=bad_dates,
+        papers_without_arxiv_code=sum(not paper.labels for paper in load.papers),
+    )
+    return load
+
+
+def load_papers(
+    paths: Path | list[Path],
+) -> tuple[list[Paper], dict[str, int], Counter[str]]:
+    """Papers of one or more files, deduplicated across all; returns papers, counts, dropped."""
+    papers, counts, dropped, _ = load_files([paths] if isinstance(paths, Path) else paths)
+    return papers, counts, dropped
+
+
+def load_files(
+    paths: list[Path],
+) -> tuple[list[Paper], dict[str, int], Counter[str], dict[str, FileLoad]]:
+    """Read every file, then deduplicate across them (the first file's copy of a paper wins)."""
+    loads = {str(path): read_papers(path) for path in paths}
+    everything = [paper for load in loads.values() for paper in load.papers]
+    labelled = [paper for paper in everything if paper.labels]
+    unique, duplicates = deduplicate(labelled)
+    counts = {
+        key: sum(load.counts[key] for load in loads.values())
+        for key in next(iter(loads.values())).counts
+    }
     counts["duplicates_merged"] = duplicates
-    with_labels = [paper for paper in unique if paper.labels]
-    counts["papers_without_arxiv_code"] = len(unique) - len(with_labels)
-    counts["papers_unique"] = len(with_labels)
-    return with_labels, counts, dropped_codes
+    counts["papers_unique"] = len(unique)
+    dropped = sum((load.dropped_codes for load in loads.values()), Counter())
+    return unique, counts, dropped, loads
 
 
 def deduplicate(papers: list[Paper]) -> tuple[list[Paper], int]:
@@ -154,8 +221,7 @@ def deduplicate(papers: list[Paper]) -> tuple[list[Paper], int]:
             merged.append(paper)
         else:
             kept = merged[found]
-            labels = tuple(dict.fromkeys(kept.labels + paper.labels))
-            merged[found] = Paper(kept.title, kept.abstract, labels)
+            merged[found] = replace(kept, labels=tuple(dict.fromkeys(kept.labels + paper.labels)))
         for key in keys:
             index_by_key.setdefault(key, found)
     return merged, len(papers) - len(merged)
@@ -183,18 +249,19 @@ def split(
     filtered = []
     for part in parts:
         narrowed = [
-            Paper(paper.title, paper.abstract, tuple(lb for lb in paper.labels if lb in kept))
-            for paper in part
+            replace(paper, labels=tuple(lb for lb in paper.labels if lb in kept)) for paper in part
         ]
         filtered.append([paper for paper in narrowed if paper.labels])
     return filtered, labels, rare
 
 
-def prepare(path: Path, *, seed: int, min_label_count: int) -> Splits:
-    """Everything from the CSV file to labelled splits, with the counts of every step."""
-    papers, counts, dropped_codes = load_papers(path)
+def prepare(paths: Path | list[Path], *, seed: int, min_label_count: int) -> Splits:
+    """Everything from the CSV file(s) to labelled splits, with the counts of every step."""
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    where = paths[0] if len(paths) == 1 else ", ".join(map(str, paths))
+    papers, counts, dropped_codes, loads = load_files(paths)
     if not papers:
-        raise DataError(f"{path}: no paper with an arXiv category code is left after filtering")
+        raise DataError(f"{where}: no paper with an arXiv category code is left after filtering")
     (train, val, test), labels, rare = split(papers, seed=seed, min_label_count=min_label_count)
     counts["labels_kept"] = len(labels)
     counts["labels_dropped_rare"] = len(rare)
@@ -202,11 +269,21 @@ def prepare(path: Path, *, seed: int, min_label_count: int) -> Splits:
     counts.update({"train": len(train), "val": len(val), "test": len(test)})
     if not labels or not train or not val or not test:
         raise DataError(
-            f"{path}: too little data left after filtering ({len(labels)} labels with "
+            f"{where}: too little data left after filtering ({len(labels)} labels with "
             f"≥{min_label_count} training papers; {len(train)}/{len(val)}/{len(test)} papers "
             "in train/val/test)"
         )
-    return Splits(train, val, test, labels, counts, dropped_codes)
+    return Splits(
+        train,
+        val,
+        test,
+        labels,
+        counts,
+        dropped_codes,
+        files={name: load.counts for name, load in loads.items()},
+        folded_codes=sum((load.folded_codes for load in loads.values()), Counter()),
+        unknown_codes=sum((load.unknown_codes for load in loads.values()), Counter()),
+    )
 
 
 def multi_hot(papers: list[Paper], labels: list[str]) -> np.ndarray:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support, precision_score, recall_score
+
+from train.categories import archive
 
 
 def precision_at_k(targets: np.ndarray, probabilities: np.ndarray, k: int) -> float:
@@ -43,3 +47,77 @@ def evaluate(
             for j, label in enumerate(labels)
         },
     }
+
+
+PERIODS = (("before 2007", None, 2007), ("2007-2019", 2007, 2020), ("2025-26", 2025, None))
+
+
+def subset_scores(
+    targets: np.ndarray, probabilities: np.ndarray, predicted: np.ndarray, rows: np.ndarray
+) -> dict[str, float]:
+    """micro-F1, macro-F1 (over labels present in the subset) and P@1 of the chosen rows
+    (all zero for an empty subset, such as no paper outside cs/stat)."""
+    true, chosen = targets[rows].astype(int), predicted[rows].astype(int)
+    if len(true) == 0:
+        return {"papers": 0, "micro_f1": 0.0, "macro_f1": 0.0, "p_at_1": 0.0}
+    present = true.sum(axis=0) > 0
+    return {
+        "papers": int(rows.sum()) if rows.dtype == bool else len(rows),
+        "micro_f1": float(f1_score(true, chosen, average="micro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(true[:, present], chosen[:, present], average="macro", zero_division=0)
+        )
+        if present.any()
+        else 0.0,
+        "p_at_1": precision_at_k(true, probabilities[rows], 1),
+    }
+
+
+def by_field_and_time(
+    targets: np.ndarray,
+    probabilities: np.ndarray,
+    predicted: np.ndarray,
+    labels: list[str],
+    primaries: list[str],
+    dates: list[object],
+    oov_rates: np.ndarray,
+    top: int = 15,
+) -> dict[str, object]:
+    """Where the model is good and where it is not: by primary archive, outside cs/stat, by
+    period (when dates are known), for CS papers on CS labels, and its commonest mistakes."""
+    archives = np.array([archive(code) for code in primaries])
+    outside = ~np.isin(archives, ("cs", "stat"))
+    result: dict[str, object] = {
+        "outside_cs_stat": subset_scores(targets, probabilities, predicted, outside),
+        "by_archive": {},
+    }
+    for name in sorted(set(archives), key=lambda a: -(archives == a).sum()):
+        rows = archives == name
+        scores = subset_scores(targets, probabilities, predicted, rows)
+        scores["oov_rate"] = float(oov_rates[rows].mean())
+        result["by_archive"][name] = scores
+    cs_rows = archives == "cs"
+    cs_labels = np.array([archive(code) == "cs" for code in labels])
+    if cs_rows.any() and cs_labels.any():
+        result["cs_papers_cs_labels"] = subset_scores(
+            targets[:, cs_labels], probabilities[:, cs_labels], predicted[:, cs_labels], cs_rows
+        )
+    years = np.array([getattr(day, "year", 0) for day in dates])
+    if (years > 0).any():
+        periods = {}
+        for name, start, end in PERIODS:
+            rows = (years > 0) & (years >= (start or 0)) & (years < (end or 10_000))
+            if rows.any():
+                periods[name] = subset_scores(targets, probabilities, predicted, rows)
+        result["by_period"] = periods
+        result["undated_papers"] = int((years == 0).sum())
+    top_label = probabilities.argmax(axis=1)
+    wrong = targets[np.arange(len(targets)), top_label] == 0
+    mistakes = Counter(
+        (primaries[i], labels[top_label[i]]) for i in np.flatnonzero(wrong)
+    ).most_common(top)
+    result["top_label_mistakes"] = [
+        {"primary": primary, "predicted": code, "papers": count}
+        for (primary, code), count in mistakes
+    ]
+    return result

@@ -1,4 +1,4 @@
-"""The training run: data → tokenizer → baseline and LSTM → decision rules → artifacts, reports."""
+"""The training run: data → both models → combiner → decision rules → artifacts, reports."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from lambda_handler.files import (
     write_bytes_atomic,
     write_json_atomic,
 )
-from lambda_handler.text import Tokenizer, english_stopwords, words
-from train import baseline, data, lstm, thresholds
-from train.categories import category_name
-from train.evaluate import evaluate
+from lambda_handler.text import OOV_ID, english_stopwords, words
+from train import baseline, data, ensemble, lstm, thresholds
+from train.categories import ALIASES, LEGACY, archive, category_name
+from train.evaluate import by_field_and_time, evaluate
 from train.report import write_reports
 
 SPLITS = ("train", "val", "test")
@@ -34,7 +34,7 @@ class Settings:
 
     seed: int = 42
     min_label_count: int = 20
-    vocab_size: int = 20_000
+    vocab_size: int = 40_000  # math and physics need their own words (OOV rates in the report)
     max_length: int = 200
     lstm: lstm.LSTMConfig = field(default_factory=lstm.LSTMConfig)
     baseline: baseline.BaselineConfig = field(default_factory=baseline.BaselineConfig)
@@ -86,19 +86,16 @@ def log(message: str) -> None:
 def choose_and_score(
     name: str,
     targets: dict[str, np.ndarray],
-    probabilities: dict[str, np.ndarray],
+    val_scores: np.ndarray,
+    test_scores: np.ndarray,
     labels: list[str],
     seed: int,
 ) -> dict[str, object]:
     """Choose a decision rule on validation; score it, and the others for reference, on test."""
-    rule, chosen_thresholds, scores = thresholds.choose_rule(
-        targets["val"], probabilities["val"], seed
-    )
+    rule, chosen_thresholds, scores = thresholds.choose_rule(targets["val"], val_scores, seed)
     rules = []
     for candidate, score in zip(thresholds.RULES, scores, strict=True):
-        predicted = thresholds.predict_sets(
-            probabilities["test"], candidate.fit(targets["val"], probabilities["val"])
-        )
+        predicted = thresholds.predict_sets(test_scores, candidate.fit(targets["val"], val_scores))
         rules.append(
             {
                 "name": candidate.name,
@@ -108,8 +105,8 @@ def choose_and_score(
                 "test_macro_f1": thresholds.macro_f1(targets["test"], predicted),
             }
         )
-    predicted = thresholds.predict_sets(probabilities["test"], chosen_thresholds)
-    test = evaluate(targets["test"], probabilities["test"], predicted, labels)
+    predicted = thresholds.predict_sets(test_scores, chosen_thresholds)
+    test = evaluate(targets["test"], test_scores, predicted, labels)
     log(
         f"{name}: rule '{rule.name}' → test micro-F1 {test['micro_f1']:.4f}, macro-F1 "
         f"{test['macro_f1']:.4f}, P@1 {test['p_at_1']:.4f}"
@@ -119,21 +116,21 @@ def choose_and_score(
         "thresholds": [float(t) for t in chosen_thresholds],
         "rules": rules,
         "test": test,
+        "_predicted": predicted,
     }
 
 
-def labels_document(
-    model: str, labels: list[str], result: dict, support: np.ndarray
-) -> dict[str, object]:
-    """The labels JSON: code, name, threshold and training support, in model output order."""
+def labels_document(labels: list[str], result: dict, support: np.ndarray) -> dict[str, object]:
+    """The labels JSON: code, name, archive, served threshold and training support."""
     return {
         "format_version": 1,
-        "model": model,
+        "model": "served",
         "decision_rule": {"name": result["rule"], "always_top_label": True},
         "labels": [
             {
                 "code": code,
                 "name": category_name(code),
+                "archive": archive(code),
                 "threshold": threshold,
                 "support": int(count),
             }
@@ -147,18 +144,94 @@ def jsonl_gz(papers: list[data.Paper]) -> bytes:
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as out:
         for paper in papers:
-            line = {"title": paper.title, "abstract": paper.abstract, "labels": list(paper.labels)}
+            line = {
+                "title": paper.title,
+                "abstract": paper.abstract,
+                "labels": list(paper.labels),
+                "primary": paper.primary,
+                "date": paper.date.isoformat() if paper.date else None,
+            }
             out.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
     return buffer.getvalue()
 
 
-def run(path: Path, splits: data.Splits, settings: Settings) -> dict[str, object]:
-    """Train and evaluate both models on `splits` (read from `path`); write artifacts, reports."""
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def combiner_table(
+    choice: ensemble.Choice, targets: dict[str, np.ndarray], test: dict[str, np.ndarray]
+) -> list[dict[str, object]]:
+    """Every compared combiner: cross-fitted validation figures and (for reference) test ones
+    with its validation-fitted global threshold."""
+    rows = []
+    for score, combiner, oof in zip(
+        choice.scores, choice.fitted, choice.all_out_of_fold, strict=True
+    ):
+        scores = combiner.combine(test["lstm"], test["baseline"])
+        threshold = thresholds.best_global_threshold(targets["val"], oof)
+        predicted = thresholds.predict_sets(scores, threshold)
+        rows.append(
+            {
+                "name": score.name,
+                "val_micro_f1": score.micro_f1,
+                "val_macro_f1": score.macro_f1,
+                "val_p_at_1": score.p_at_1,
+                "test_micro_f1": thresholds.micro_f1(targets["test"], predicted),
+                "test_macro_f1": thresholds.macro_f1(targets["test"], predicted),
+                "test_p_at_1": precision_at_1(targets["test"], scores),
+                "chosen": score.name == choice.candidate.name,
+            }
+        )
+    return rows
+
+
+def precision_at_1(targets: np.ndarray, scores: np.ndarray) -> float:
+    return float(targets[np.arange(len(targets)), scores.argmax(axis=1)].mean())
+
+
+def describe_data(paths: list[Path], splits: data.Splits) -> dict[str, object]:
+    """Checksums and counts of every input file, and of the run as a whole."""
+    return {
+        "files": [
+            {
+                "path": str(path),
+                "sha256": sha256_file(path),
+                "bytes": path.stat().st_size,
+                "counts": splits.files[str(path)],
+            }
+            for path in paths
+        ],
+        "counts": splits.counts,
+        "non_arxiv_codes_dropped": sum(splits.dropped_codes.values()),
+        "unknown_arxiv_codes_dropped": dict(splits.unknown_codes.most_common()),
+        "codes_folded": dict(splits.folded_codes.most_common()),
+        "alias_pairs": ALIASES,
+        "legacy_archives": LEGACY,
+    }
+
+
+def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str, object]:
+    """Train and evaluate both models and their combination on `splits` (read from `paths`);
+    write artifacts and reports."""
     started = time.time()
+    for name, counts in splits.files.items():
+        log(f"  {name}: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items()))
+        if counts["rows_unparsable_date"]:
+            log(
+                f"  warning: {name}: {counts['rows_unparsable_date']:,} dates do not parse; "
+                "those papers are left out of the report's scores by period"
+            )
     for key, value in splits.counts.items():
         log(f"  {key.replace('_', ' ')}: {value:,}")
     dropped = ", ".join(f"{code} x{count}" for code, count in splits.dropped_codes.most_common(8))
     log(f"  non-arXiv codes dropped: {sum(splits.dropped_codes.values()):,} ({dropped or 'none'})")
+    unknown = ", ".join(f"{c} x{n}" for c, n in splits.unknown_codes.most_common(8))
+    log(f"  arXiv-style codes the taxonomy does not know, dropped: {unknown or 'none'}")
+    folded = ", ".join(f"{c} x{n}" for c, n in splits.folded_codes.most_common())
+    log(f"  codes folded into their canonical one: {folded or 'none'}")
     papers = {name: getattr(splits, name) for name in SPLITS}
     targets = {name: data.multi_hot(papers[name], splits.labels) for name in SPLITS}
 
@@ -166,73 +239,106 @@ def run(path: Path, splits: data.Splits, settings: Settings) -> dict[str, object
     documents = {
         name: [words(p.title, p.abstract, stopwords) for p in papers[name]] for name in SPLITS
     }
-    tokenizer = Tokenizer.fit(
-        documents["train"], settings.vocab_size, stopwords, settings.max_length
-    )
-    sequences = {name: [tokenizer.ids(doc) for doc in documents[name]] for name in SPLITS}
-    mean_length = np.mean([len(sequence) for sequence in sequences["train"]])
-    log(f"Tokenizer: {tokenizer.size:,} ids; {mean_length:.0f} tokens per paper")
-
-    log("Baseline: TF-IDF + one-vs-rest logistic regression")
-    fitted_baseline = baseline.fit(documents["train"], targets["train"], settings.baseline)
-    baseline_probabilities = {
-        name: fitted_baseline.predict_proba(documents[name]) for name in ("val", "test")
+    models = {
+        "baseline": baseline.BaselineModel(settings.baseline),
+        "lstm": lstm.LSTMModel(
+            settings.lstm,
+            settings.vocab_size,
+            settings.max_length,
+            stopwords,
+            verbose=2 if settings.verbose else 0,
+        ),
     }
-
-    log(f"LSTM: {settings.lstm}")
-    model, history = lstm.train(
-        sequences["train"],
-        targets["train"],
-        sequences["val"],
-        targets["val"],
-        tokenizer.size,
-        settings.lstm,
-        thresholds.best_global_micro_f1,
-        verbose=2 if settings.verbose else 0,
+    val_scores: dict[str, np.ndarray] = {}
+    test_scores: dict[str, np.ndarray] = {}
+    for name, model in models.items():
+        log(f"{name}: fitting ({getattr(model, 'config', '')})")
+        fit_started = time.time()
+        model.fit(documents["train"], targets["train"], (documents["val"], targets["val"]))
+        val_scores[name] = model.predict_proba(documents["val"])
+        test_scores[name] = model.predict_proba(documents["test"])
+        log(f"{name}: fitted in {time.time() - fit_started:.0f} s")
+    tokenizer = models["lstm"].tokenizer
+    assert tokenizer is not None
+    log(f"Tokenizer: {tokenizer.size:,} ids")
+    fidelity = models["baseline"].fidelity(documents["test"])
+    log(
+        f"baseline as stored: {fidelity['kept_fraction']:.1%} of weights kept, max |Δprob| "
+        f"{fidelity['max_abs_diff']:.4f} against scikit-learn on the test split"
     )
-    lstm_probabilities = {name: lstm.predict(model, sequences[name]) for name in ("val", "test")}
 
     results_by_model = {
-        "baseline": choose_and_score(
-            "baseline", targets, baseline_probabilities, splits.labels, settings.seed
-        ),
-        "lstm": choose_and_score("lstm", targets, lstm_probabilities, splits.labels, settings.seed),
+        name: choose_and_score(
+            name, targets, val_scores[name], test_scores[name], splits.labels, settings.seed
+        )
+        for name in models
     }
+    labels = tuple(splits.labels)
+    choice = ensemble.choose_combiner(
+        labels, val_scores["lstm"], val_scores["baseline"], targets["val"], settings.seed
+    )
+    served_test = choice.combiner.combine(test_scores["lstm"], test_scores["baseline"])
+    log(f"combiner chosen on validation: {choice.candidate.name}")
+    served = choose_and_score(
+        "served", targets, choice.out_of_fold, served_test, splits.labels, settings.seed
+    )
+    served["combiner"] = choice.candidate.name
+    served["combiners"] = combiner_table(choice, targets, test_scores)
+    results_by_model["served"] = served
+    oov = np.array(
+        [
+            np.mean([i == OOV_ID for i in ids]) if ids else 0.0
+            for ids in models["lstm"].sequences(documents["test"])
+        ]
+    )
+    served["breakdown"] = by_field_and_time(
+        targets["test"],
+        served_test,
+        served.pop("_predicted"),
+        splits.labels,
+        [p.primary for p in papers["test"]],
+        [p.date for p in papers["test"]],
+        oov,
+    )
+    for name in models:
+        results_by_model[name].pop("_predicted")
+
     support = targets["train"].sum(axis=0)
-    data_info = {
-        "path": str(path),
-        "sha256": sha256_file(path),
-        "bytes": path.stat().st_size,
-        "counts": splits.counts,
-        "non_arxiv_codes_dropped": sum(splits.dropped_codes.values()),
-    }
+    data_info = describe_data(paths, splits)
+    combiner_document, combiner_arrays = choice.combiner.to_files()
 
     with staged_directory(settings.artifacts) as staging:
-        model.save(staging / "lstm.keras")
-        tokenizer.save(staging / "tokenizer.json")
-        write_json_atomic(
-            staging / "labels.json",
-            labels_document("lstm", splits.labels, results_by_model["lstm"], support),
-        )
-        fitted_baseline.save(staging / "baseline")
-        write_json_atomic(
-            staging / "baseline" / "labels.json",
-            labels_document("baseline", splits.labels, results_by_model["baseline"], support),
-        )
+        for model in models.values():
+            model.save(staging)
+        write_json_atomic(staging / "labels.json", labels_document(splits.labels, served, support))
+        write_json_atomic(staging / "combiner.json", combiner_document)
+        if combiner_arrays is not None:
+            write_bytes_atomic(staging / "combiner.npz", combiner_arrays)
         write_bytes_atomic(staging / "test_split.jsonl.gz", jsonl_gz(papers["test"]))
+        write_bytes_atomic(
+            staging / "predictions.npz",
+            npz_bytes(
+                lstm_val=val_scores["lstm"],
+                baseline_val=val_scores["baseline"],
+                lstm_test=test_scores["lstm"],
+                baseline_test=test_scores["baseline"],
+                served_test=served_test,
+            ),
+        )
         write_json_atomic(staging / "data.json", data_info)
 
     results = {
         "data": data_info,
         "models": results_by_model,
-        "lstm_history": history,
+        "baseline_storage": fidelity,
+        "lstm_history": models["lstm"].history,
         "run": {
             "seconds": round(time.time() - started, 1),
             "settings": settings.to_dict(),
             "python": sys.version.split()[0],
         },
     }
-    write_reports(results, history, settings.reports)
+    write_reports(results, models["lstm"].history, settings.reports)
     seconds = results["run"]["seconds"]
     log(f"Artifacts in {settings.artifacts}, reports in {settings.reports} ({seconds} s)")
     return results

@@ -66,78 +66,188 @@ def plot_per_label(models: dict[str, dict], path: Path) -> None:
     save_figure(figure, path)
 
 
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def scores_row(name: str, scores: dict) -> list[str]:
+    return [
+        name,
+        f"{scores['papers']:,}",
+        f"{scores['micro_f1']:.4f}",
+        f"{scores['macro_f1']:.4f}",
+        f"{scores['p_at_1']:.4f}",
+    ]
+
+
+def data_section(data: dict) -> list[str]:
+    lines = ["## Data", ""]
+    for entry in data["files"]:
+        lines.append(
+            f"- `{entry['path']}` (sha256 `{entry['sha256'][:16]}…`): "
+            + ", ".join(
+                f"{key.replace('_', ' ')} {value:,}" for key, value in entry["counts"].items()
+            )
+        )
+    lines += [
+        "",
+        *table(
+            ["step", "count"],
+            [[key.replace("_", " "), f"{value:,}"] for key, value in data["counts"].items()],
+        ),
+        "",
+    ]
+    folded = ", ".join(f"{pair} ({n:,})" for pair, n in data["codes_folded"].items()) or "none"
+    unknown = ", ".join(f"{c} ({n})" for c, n in data["unknown_arxiv_codes_dropped"].items())
+    lines += [
+        "Alias pairs folded into one label (alias → canonical, papers): " + folded + ".",
+        "Codes shaped like arXiv categories that the taxonomy does not know, dropped: "
+        + (unknown or "none")
+        + f". Other (ACM, MSC, junk) codes dropped: "
+        f"{data['non_arxiv_codes_dropped']:,}.",
+        "",
+    ]
+    return lines
+
+
+def breakdown_section(breakdown: dict) -> list[str]:
+    header = ["papers", "count", "micro-F1", "macro-F1", "P@1"]
+    rows = [scores_row("outside cs/stat (primary archive)", breakdown["outside_cs_stat"])]
+    if "cs_papers_cs_labels" in breakdown:
+        rows.append(scores_row("cs papers, cs labels only", breakdown["cs_papers_cs_labels"]))
+    for name, scores in breakdown.get("by_period", {}).items():
+        rows.append(scores_row(f"dated {name}", scores))
+    lines = ["## Served system by field and by time (test split)", "", *table(header, rows), ""]
+    if "undated_papers" in breakdown:
+        lines += [
+            f"Undated test papers (no `date` column or an unparsable one): "
+            f"{breakdown['undated_papers']:,}.",
+            "",
+        ]
+    lines += ["### By primary archive", ""]
+    lines += table(
+        ["archive", "papers", "micro-F1", "macro-F1", "P@1", "OOV tokens"],
+        [
+            [*scores_row(name, scores)[:5], f"{scores['oov_rate']:.1%}"]
+            for name, scores in breakdown["by_archive"].items()
+        ],
+    )
+    lines += ["", "### Most common wrong top labels", ""]
+    lines += table(
+        ["primary category", "predicted top label", "papers"],
+        [[m["primary"], m["predicted"], str(m["papers"])] for m in breakdown["top_label_mistakes"]],
+    )
+    return [*lines, ""]
+
+
 def markdown(results: dict) -> str:
     """The human-readable report."""
     models = results["models"]
     names = list(models)
-    lines = [
-        "# Training report",
-        "",
-        f"Data: `{results['data']['path']}` (sha256 `{results['data']['sha256'][:16]}…`)",
-        "",
-    ]
-    lines += ["## Data", "", "| step | count |", "|---|---|"]
+    served = models["served"]
+    lines = ["# Training report", "", *data_section(results["data"])]
+    lines += ["## Test-split metrics", ""]
+    lines += table(
+        ["metric", *names],
+        [
+            [title, *(f"{models[n]['test'][key]:.4f}" for n in names)]
+            for key, title in SUMMARY_METRICS
+        ],
+    )
     lines += [
-        f"| {key.replace('_', ' ')} | {value:,} |"
-        for key, value in results["data"]["counts"].items()
+        "",
+        f"The served system is **{served['combiner']}**, chosen on validation.",
+        "",
+        "## Combiners (chosen on validation)",
+        "",
+        "Validation figures are cross-fitted: on each of five validation folds the combiner and a "
+        "global threshold are fitted on the other four. Test figures use the combiner refitted on "
+        "all validation papers with its validation threshold, for reference only.",
+        "",
     ]
+    keys = (
+        "val_micro_f1",
+        "val_macro_f1",
+        "val_p_at_1",
+        "test_micro_f1",
+        "test_macro_f1",
+        "test_p_at_1",
+    )
+    lines += table(
+        [
+            "combiner",
+            "val micro-F1",
+            "val macro-F1",
+            "val P@1",
+            "test micro-F1",
+            "test macro-F1",
+            "test P@1",
+        ],
+        [
+            [
+                ("**" + row["name"] + "**") if row["chosen"] else row["name"],
+                *(f"{row[key]:.4f}" for key in keys),
+            ]
+            for row in served["combiners"]
+        ],
+    )
+    storage = results["baseline_storage"]
     lines += [
         "",
-        "## Test-split metrics",
+        f"Baseline as stored: {storage['weights_kept']:,} of {storage['weights_dense']:,} "
+        f"weights kept ({storage['kept_fraction']:.1%}, float16); against scikit-learn's "
+        f"`predict_proba` on {storage['papers']:,} test papers: max |Δprob| "
+        f"{storage['max_abs_diff']:.4f}, mean {storage['mean_abs_diff']:.5f}, same top label "
+        f"for {storage['top_label_agreement']:.2%}.",
         "",
-        "| metric | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+        *breakdown_section(served["breakdown"]),
     ]
-    for key, title in SUMMARY_METRICS:
-        lines.append(
-            f"| {title} | " + " | ".join(f"{models[n]['test'][key]:.4f}" for n in names) + " |"
-        )
-    lines += ["", "## Decision rules (thresholds chosen on validation)", ""]
+    lines += ["## Decision rules (thresholds chosen on validation)", ""]
     lines += [
         "Each rule's validation scores are cross-fitted: thresholds tuned on four folds of the "
-        "validation split, scored on the fifth. The chosen rule has the best macro-F1 among rules "
-        "whose micro-F1 is within 0.001 of the single global threshold's; its thresholds are then "
-        "refitted on the whole validation split. Test scores of every rule are shown for reference "
-        "only; they played no part in the choice.",
+        "validation split, scored on the fifth (for the served system, on its out-of-fold "
+        "combined scores). The chosen rule has the best macro-F1 among rules whose micro-F1 is "
+        "within 0.001 of the single global threshold's; its thresholds are then refitted on the "
+        "whole validation split. Test scores of every rule are for reference only.",
         "",
     ]
+    scores = ("val_micro_f1", "val_macro_f1", "test_micro_f1", "test_macro_f1")
     for name in names:
-        rules = models[name]["rules"]
-        lines += [
-            f"### {name} (chosen: {models[name]['rule']})",
-            "",
-            "| rule | val micro-F1 | val macro-F1 | test micro-F1 | test macro-F1 |",
-            "|---|---|---|---|---|",
-        ]
-        scores = ("val_micro_f1", "val_macro_f1", "test_micro_f1", "test_macro_f1")
-        lines += [
-            f"| {rule['name']} | " + " | ".join(f"{rule[key]:.4f}" for key in scores) + " |"
-            for rule in rules
-        ]
+        lines += [f"### {name} (chosen: {models[name]['rule']})", ""]
+        lines += table(
+            ["rule", "val micro-F1", "val macro-F1", "test micro-F1", "test macro-F1"],
+            [[rule["name"], *(f"{rule[k]:.4f}" for k in scores)] for rule in models[name]["rules"]],
+        )
         lines.append("")
-    lines += [
-        "## Per-label test metrics",
-        "",
-        "| label | support | " + " | ".join(f"{n} P / R / F1" for n in names) + " |",
-        "|---|---|" + "---|" * len(names),
-    ]
+    lines += ["## Per-label test metrics", ""]
     per_label = models[names[0]]["test"]["per_label"]
-    for label in sorted(per_label, key=lambda lb: -per_label[lb]["support"]):
-        cells = [
-            "{precision:.2f} / {recall:.2f} / {f1:.2f}".format(
-                **models[n]["test"]["per_label"][label]
-            )
-            for n in names
-        ]
-        lines.append(f"| {label} | {per_label[label]['support']} | " + " | ".join(cells) + " |")
+    lines += table(
+        ["label", "support", *(f"{n} P / R / F1" for n in names)],
+        [
+            [
+                label,
+                str(per_label[label]["support"]),
+                *(
+                    "{precision:.2f} / {recall:.2f} / {f1:.2f}".format(
+                        **models[n]["test"]["per_label"][label]
+                    )
+                    for n in names
+                ),
+            ]
+            for label in sorted(per_label, key=lambda lb: -per_label[lb]["support"])
+        ],
+    )
     lines += [
         "",
         "![training curves](training_curves.png)",
         "",
         "![per-label F1](per_label_f1.png)",
         "",
-    ]
-    lines += [
         "## Run",
         "",
         f"Seconds: {results['run']['seconds']}",
@@ -150,6 +260,78 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+WEAK_P_AT_1 = 0.6
+
+
+def model_card(results: dict) -> str:
+    """A short model card, generated from the run's own figures: data, fields, weak spots, use."""
+    served = results["models"]["served"]
+    test, breakdown = served["test"], served["breakdown"]
+    data = results["data"]
+    files = ", ".join(
+        f"`{Path(f['path']).name}` ({f['counts']['rows_read']:,} rows)" for f in data["files"]
+    )
+    archives = breakdown["by_archive"]
+    weak = [name for name, scores in archives.items() if scores["p_at_1"] < WEAK_P_AT_1]
+    lines = [
+        "# Model card: arxiv-classifier",
+        "",
+        "Generated by `train/run.py` from this run's figures (test split, served system).",
+        "",
+        "## Data",
+        "",
+        f"Trained on {files}: {data['counts']['train']:,} training, {data['counts']['val']:,} "
+        f"validation and {data['counts']['test']:,} test papers after deduplication, "
+        f"{data['counts']['labels_kept']} arXiv categories with at least "
+        f"{results['run']['settings']['min_label_count']} training papers. arXiv's alias pairs "
+        "are folded into one code each (see the training report).",
+        "",
+        "## What it does",
+        "",
+        f"Suggests arXiv categories for a title and abstract: the **{served['combiner']}** of a "
+        "TF-IDF + logistic-regression model and a BiLSTM, with per-label thresholds chosen on "
+        f"validation (rule: {served['rule']}). The top label is always returned.",
+        "",
+        "## Quality (held-out test papers)",
+        "",
+        *table(
+            ["papers", "count", "micro-F1", "macro-F1", "P@1"],
+            [
+                scores_row("all", {**test, "papers": test["papers"]}),
+                scores_row("outside cs/stat", breakdown["outside_cs_stat"]),
+                *(scores_row(f"dated {k}", v) for k, v in breakdown.get("by_period", {}).items()),
+            ],
+        ),
+        "",
+        "By primary archive (P@1 counts the top label right when it is any of the paper's):",
+        "",
+        *table(
+            ["archive", "papers", "micro-F1", "macro-F1", "P@1"],
+            [scores_row(name, scores) for name, scores in archives.items()],
+        ),
+        "",
+        "## Known weak fields",
+        "",
+        (
+            f"Top-label precision below {WEAK_P_AT_1:.0%}: " + ", ".join(weak) + ". "
+            if weak
+            else f"No archive has a top-label precision below {WEAK_P_AT_1:.0%}. "
+        )
+        + "Archives with few test papers have uncertain figures; categories rare in training "
+        "are predicted seldom (per-label F1 in the training report).",
+        "",
+        "## Intended use",
+        "",
+        "Suggesting categories to a person who decides: a submission form, a library "
+        "cataloguing a back list, a reader exploring a field. Not for deciding alone where a "
+        "paper is listed, and not for text that is not a scientific abstract in English. Older "
+        "papers (before 2007) score lower than recent ones: arXiv's categories and wording "
+        "drifted.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def write_reports(results: dict, history: dict[str, list[float]], directory: Path) -> None:
     """Write metrics.json, report.md and the two plots into `directory`."""
     test_metrics = {name: model["test"] for name, model in results["models"].items()}
@@ -157,3 +339,4 @@ def write_reports(results: dict, history: dict[str, list[float]], directory: Pat
     plot_per_label(test_metrics, directory / "per_label_f1.png")
     write_json_atomic(directory / "metrics.json", results)
     write_bytes_atomic(directory / "report.md", markdown(results).encode("utf-8"))
+    write_bytes_atomic(directory / "model_card.md", model_card(results).encode("utf-8"))

@@ -1,7 +1,8 @@
 """Train, evaluate and report the TF-IDF baseline and the BiLSTM on an arXiv abstracts CSV.
 
-Usage: python train/run.py [--data PATH] [options]; `--help` lists them. The data source is
-`--data`, else `$ARXIV_DATA`, else `data/arxiv_data.csv`, else a download of the Kaggle file.
+Usage: python train/run.py [--data PATH ...] [options]; `--help` lists them. The data is every
+`--data` given (repeat it for several files), else `$ARXIV_DATA` (one path, or several joined
+by `:`), else `data/arxiv_data.csv`, else a download of the Kaggle file.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--data", type=Path, help="CSV or CSV.gz in the Kaggle format (else $ARXIV_DATA)"
+        "--data",
+        type=Path,
+        action="append",
+        help="CSV or CSV.gz in the Kaggle format; repeat for several files (else $ARXIV_DATA)",
     )
     data.add_argument("--seed", type=int, default=42, help="split and training seed (default 42)")
     data.add_argument(
@@ -36,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     text = parser.add_argument_group("text")
     text.add_argument(
-        "--vocab-size", type=int, default=20_000, help="LSTM vocabulary incl. padding and OOV ids"
+        "--vocab-size", type=int, default=40_000, help="LSTM vocabulary incl. padding and OOV ids"
     )
     text.add_argument(
         "--max-length", type=int, default=200, help="tokens kept per paper (the first ones)"
@@ -88,23 +92,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def resolve_data(args: argparse.Namespace) -> Path:
-    """The data file: --data, then $ARXIV_DATA, then data/arxiv_data.csv, then a download."""
+def resolve_data(args: argparse.Namespace) -> list[Path]:
+    """The data files: --data, then $ARXIV_DATA, then data/arxiv_data.csv, then a download."""
     from train.download import KAGGLE_MIRROR_SHA256, KAGGLE_MIRROR_SIZE, KAGGLE_MIRROR_URL, download
 
-    if args.data is not None:
-        return args.data
+    if args.data:
+        return list(args.data)
     if os.environ.get("ARXIV_DATA"):
-        return Path(os.environ["ARXIV_DATA"])
+        return [Path(part) for part in os.environ["ARXIV_DATA"].split(os.pathsep) if part]
     if DEFAULT_DATA.exists() or args.no_download:
-        return DEFAULT_DATA
+        return [DEFAULT_DATA]
     print(f"No --data, $ARXIV_DATA or {DEFAULT_DATA}; downloading {KAGGLE_MIRROR_URL}", flush=True)
-    return download(
-        KAGGLE_MIRROR_URL,
-        DEFAULT_DATA,
-        expected_sha256=KAGGLE_MIRROR_SHA256,
-        expected_size=KAGGLE_MIRROR_SIZE,
-    )
+    return [
+        download(
+            KAGGLE_MIRROR_URL,
+            DEFAULT_DATA,
+            expected_sha256=KAGGLE_MIRROR_SHA256,
+            expected_size=KAGGLE_MIRROR_SIZE,
+        )
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,19 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     from train.download import DownloadError
 
     try:
-        path = resolve_data(args)
-        print(f"Reading {path}", flush=True)
-        splits = prepare(path, seed=args.seed, min_label_count=args.min_label_count)
+        paths = resolve_data(args)
+        print(f"Reading {', '.join(map(str, paths))}", flush=True)
+        splits = prepare(paths, seed=args.seed, min_label_count=args.min_label_count)
     except (DataError, DownloadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    # TensorFlow's C++ start-up lines (oneDNN notices, "supports DT_INT64 only on AVX-512",
+    # allocator patches) say nothing a user can act on; Python errors still surface.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from train.pipeline import Settings, run  # imports TensorFlow: only once the data is good
 
     try:
-        run(path, splits, Settings.from_args(args))
+        run(paths, splits, Settings.from_args(args))
     except KeyboardInterrupt:
         print("interrupted: previous artifacts and reports are untouched", file=sys.stderr)
         return 130
