@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from lambda_handler.model import SUB_BATCH
 
-ALTERNATIVES = Path(__file__).resolve().parent / "alternatives.md"
 SHIPPED_LEVEL = "graph optimization ORT_ENABLE_ALL"
 
 
@@ -26,11 +23,6 @@ def text(results: dict) -> str:
     spread = (high - low) / sessions[SHIPPED_LEVEL]
     single, raw, encode = serving["single_ms"], serving["single_raw_ms"], serving["encode_ms"]
     rest = single["p50"] - raw["p50"] - encode["p50"]
-    alternatives = (
-        f"bench/{ALTERNATIVES.name} measures it and smaller models"
-        if ALTERNATIVES.is_file()
-        else "`python bench/alternatives.py` measures it and smaller models"
-    )
     return f"""## What the profile shows
 
 - **Batches:** the LSTM ops take {lstm_share:.0%} of a batch's time; transposes, casts, the
@@ -62,6 +54,7 @@ def text(results: dict) -> str:
   response and the log line.
 - **Graph:** the export converts `train.lstm.inference`, which rolls the int token ids (not
   the embeddings) into the forward LSTM's post-padded copy and looks the embeddings up
-  directly. A hand-built graph of the same weights, one bidirectional `LSTM` with
-  `sequence_lens` (bench/seqlens_graph.py), also skips padding steps; {alternatives}.
+  directly. As written on 2026-11-25, from the CS-only fp32 model: a hand-built graph of the
+  same weights, one bidirectional `LSTM` with `sequence_lens`, was 5-12% faster per batch
+  (docs/experiments/graph_alternatives.md), too little to replace tf2onnx.
 """

@@ -258,74 +258,6 @@ def options(function_dir: Path, workload: dict) -> dict:
     return results
 
 
-def raw(function_dir: Path, workload: dict) -> dict:
-    """Raw speed of several model directories (read without their manifest: candidates), and
-    each one's largest score difference from the candidate it names in `compare_to`."""
-    enter_function(function_dir)
-    import numpy as np
-
-    results, scores = {}, {}
-    for candidate in workload["candidates"]:
-        name, folder = candidate["name"], Path(candidate["dir"])
-        figures, scores[name] = candidate_figures(candidate_classifier(folder, name), workload)
-        reference = scores.get(candidate.get("compare_to") or "")
-        figures["max_abs_diff"] = (
-            None if reference is None else float(np.abs(scores[name] - reference).max())
-        )
-        figures["onnx_mb"] = (folder / "model.onnx").stat().st_size / 1e6
-        results[name] = figures
-    return results
-
-
-def candidate_classifier(folder: Path, name: str):
-    """A Classifier over a model directory's files, without the manifest check."""
-    from lambda_handler.model import (
-        Classifier,
-        ModelInfo,
-        open_session,
-        parse_labels,
-        parse_tokenizer,
-    )
-
-    return Classifier(
-        info=ModelInfo(name, "candidate"),
-        labels=parse_labels((folder / "labels.json").read_bytes()),
-        tokenizer=parse_tokenizer((folder / "tokenizer.json").read_bytes()),
-        session=open_session((folder / "model.onnx").read_bytes(), 1),
-        input_name="tokens",
-        output_name="probabilities",
-    )
-
-
-def candidate_figures(classifier, workload: dict) -> tuple[dict, object]:
-    """One-paper latencies and batch throughput (as sent, and as `predict` runs a batch), plus
-    the scores of the first batches."""
-    import numpy as np
-
-    from lambda_handler.text import pad
-
-    size, min_seconds = workload["batch"], workload["min_seconds"]
-    encoded = (classifier.encode(title, abstract) for title, abstract in workload["papers"])
-    sequences = [paper.ids for paper in encoded if paper]
-    groups = [sequences[i : i + size] for i in range(0, len(sequences) - size + 1, size)][:20]
-
-    def as_sent(group: list[list[int]]) -> Callable[[], object]:
-        tokens = np.asarray(pad(group), dtype=np.int32)
-        return lambda: classifier.session.run(None, {"tokens": tokens})
-
-    figures = {
-        "single_s": timed(
-            lambda s=sequence: classifier.predict_lstm([s])
-            for sequence in sequences[: workload["requests"]]
-        ),
-        "as_sent": throughput([as_sent(g) for g in groups], size, min_seconds)["per_second"],
-        "sub_batched": throughput(
-            [lambda g=group: classifier.predict_lstm(g) for group in groups], size, min_seconds
-        )["per_second"],
-    }
-    return figures, np.concatenate([classifier.predict_lstm(group) for group in groups[:8]])
-
-
 def op_times(trace: Path, runs: int) -> dict[str, float]:
     """Milliseconds per run spent in each operator type, from an onnxruntime profile."""
     events = json.loads(trace.read_text())
@@ -350,4 +282,4 @@ def run_mode(modes: dict[str, Callable[..., dict]], argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_mode({"cold": cold, "warm": warm, "options": options, "raw": raw}, sys.argv[1:]))
+    sys.exit(run_mode({"cold": cold, "warm": warm, "options": options}, sys.argv[1:]))

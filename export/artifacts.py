@@ -15,6 +15,7 @@ import numpy as np
 
 from export import ExportError
 from lambda_handler.combiner import Combiner
+from lambda_handler.labels import Label, LabelSet
 from lambda_handler.manifest import (
     BASELINE_FILE,
     BASELINE_WEIGHTS_FILE,
@@ -24,7 +25,6 @@ from lambda_handler.manifest import (
 from lambda_handler.text import Tokenizer
 from lambda_handler.tfidf import TfidfScorer, load_arrays
 
-LABELS_FORMAT_VERSION = 1
 MODEL_FILE = "lstm.keras"
 TOKENIZER_FILE = "tokenizer.json"
 LABELS_FILE = "labels.json"
@@ -33,17 +33,6 @@ PREDICTIONS_FILE = "predictions.npz"
 DATA_FILE = "data.json"
 METRICS_FILE = "metrics.json"
 MODELS = ("baseline", "lstm", "served")
-
-
-@dataclass(frozen=True)
-class Label:
-    """One output of the served system: arXiv code, name, archive, threshold, support."""
-
-    code: str
-    name: str
-    archive: str
-    threshold: float
-    support: int
 
 
 @dataclass(frozen=True)
@@ -61,7 +50,7 @@ class Artifacts:
 
     model_path: Path
     tokenizer: Tokenizer
-    labels: tuple[Label, ...]
+    label_set: LabelSet
     papers: tuple[Paper, ...]
     training_data: dict[str, object]
     metrics: dict[str, dict[str, object]]
@@ -77,6 +66,10 @@ class Artifacts:
         return np.asarray(self.metrics["lstm"]["thresholds"], dtype=np.float32)
 
     @property
+    def labels(self) -> tuple[Label, ...]:
+        return self.label_set.labels
+
+    @property
     def served_thresholds(self) -> np.ndarray:
         return np.asarray([label.threshold for label in self.labels], dtype=np.float32)
 
@@ -87,7 +80,8 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
     if not artifacts_dir.is_dir():
         raise ExportError(f"artifacts directory {artifacts_dir} not found (run train/run.py first)")
     model_path = _existing(artifacts_dir / MODEL_FILE)
-    labels = parse_labels(read_json(artifacts_dir / LABELS_FILE), artifacts_dir / LABELS_FILE)
+    label_set = parse_labels(read_json(artifacts_dir / LABELS_FILE), artifacts_dir / LABELS_FILE)
+    labels = label_set.labels
     papers = read_papers(artifacts_dir / TEST_SPLIT_FILE)
     metrics = parse_metrics(read_json(reports_dir / METRICS_FILE), reports_dir / METRICS_FILE)
     baseline_files = read_files(artifacts_dir, (BASELINE_FILE, BASELINE_WEIGHTS_FILE))
@@ -117,7 +111,7 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
     return Artifacts(
         model_path=model_path,
         tokenizer=read_tokenizer(artifacts_dir / TOKENIZER_FILE),
-        labels=labels,
+        label_set=label_set,
         papers=papers,
         training_data=parse_training_data(
             read_json(artifacts_dir / DATA_FILE), artifacts_dir / DATA_FILE
@@ -176,36 +170,12 @@ def read_tokenizer(path: Path) -> Tokenizer:
         raise ExportError(f"{path}: {error}") from None
 
 
-def parse_labels(data: object, path: Path) -> tuple[Label, ...]:
-    """Labels of the LSTM in output order, from training's `labels.json`."""
-    if not isinstance(data, dict) or data.get("format_version") != LABELS_FORMAT_VERSION:
-        raise ExportError(f"{path}: expected an object with format_version {LABELS_FORMAT_VERSION}")
-    if data.get("model") != "served":
-        raise ExportError(f"{path} describes model {data.get('model')!r}, expected 'served'")
-    entries = data.get("labels")
-    if not isinstance(entries, list) or not entries:
-        raise ExportError(f"{path}: labels must be a non-empty list")
-    labels = tuple(_label(entry, f"{path}: labels[{i}]") for i, entry in enumerate(entries))
-    if len({label.code for label in labels}) != len(labels):
-        raise ExportError(f"{path}: label codes are not unique")
-    return labels
-
-
-def _label(entry: object, where: str) -> Label:
-    """One validated label entry; `where` locates it in error messages."""
-    if not isinstance(entry, dict):
-        raise ExportError(f"{where} must be an object")
-    code, name, archive, threshold, support = (
-        entry.get(key) for key in ("code", "name", "archive", "threshold", "support")
-    )
-    for key, value in (("code", code), ("name", name), ("archive", archive)):
-        if not isinstance(value, str) or not value:
-            raise ExportError(f"{where}.{key} must be a non-empty string")
-    if not _is_number(threshold) or not 0 <= threshold <= 1:
-        raise ExportError(f"{where}.threshold must be a number in [0, 1], got {threshold!r}")
-    if not isinstance(support, int) or isinstance(support, bool) or support < 0:
-        raise ExportError(f"{where}.support must be a non-negative integer, got {support!r}")
-    return Label(code=code, name=name, archive=archive, threshold=float(threshold), support=support)
+def parse_labels(data: object, path: Path) -> LabelSet:
+    """The served labels in output order and their rules, from training's `labels.json`."""
+    try:
+        return LabelSet.from_document(data)
+    except ValueError as error:
+        raise ExportError(f"{path} {error}") from None
 
 
 def _is_number(value: object) -> bool:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from export import ExportError
-from export.artifacts import LABELS_FORMAT_VERSION, Artifacts, Label
+from export.artifacts import Artifacts
 from export.convert import (
     keras_predictor,
     library_versions,
@@ -138,7 +138,7 @@ def export_model(
     with staged_directory(out) as staging:
         write_bytes_atomic(staging / MODEL_FILE, served_bytes)
         artifacts.tokenizer.save(staging / TOKENIZER_FILE)
-        write_json_atomic(staging / LABELS_FILE, labels_document(artifacts.labels))
+        write_json_atomic(staging / LABELS_FILE, artifacts.label_set.to_document())
         for name, blob in {**artifacts.baseline_files, **artifacts.combiner_files}.items():
             write_bytes_atomic(staging / name, blob)
         gates = {
@@ -221,11 +221,6 @@ def measure_end_to_end(
         max_abs_diff=float(np.max(np.abs(expected_scores - scores))),
         micro_f1=micro_f1(targets[present], actual),
     )
-
-
-def labels_document(labels: Sequence[Label]) -> dict[str, object]:
-    """The model directory's `labels.json`: labels in output order (docs/model_format.md)."""
-    return {"format_version": LABELS_FORMAT_VERSION, "labels": [asdict(label) for label in labels]}
 
 
 def manifest_metrics(artifacts: Artifacts) -> dict[str, object]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -89,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_export(args: argparse.Namespace) -> None:
     """Check the artifacts, then export; TensorFlow is imported only now, as it takes seconds."""
     artifacts = load_artifacts(args.artifacts, args.reports)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from train.quiet_tensorflow import import_tensorflow
+
+    import_tensorflow()
     from export.pipeline import export_model
 
     result = export_model(

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lambda_handler.combiner import Combiner
+from lambda_handler.labels import Label, LabelSet
 from lambda_handler.manifest import (
     BASELINE_FILE,
     BASELINE_WEIGHTS_FILE,
@@ -32,21 +33,10 @@ from lambda_handler.manifest import (
 from lambda_handler.text import OOV_ID, PAD_ID, Tokenizer
 from lambda_handler.tfidf import TfidfScorer
 
-LABELS_FORMAT_VERSION = 1
 # Papers per onnxruntime run within a batch. Sorting a batch by length and running it in groups
 # this small removes most padding (a batch of 32 abstracts padded to its longest is a third
 # padding), and the LSTM runs fastest per paper at 3 to 6 rows (bench/results.md).
 SUB_BATCH = 4
-
-
-@dataclass(frozen=True)
-class Label:
-    """One arXiv category in model output order, with its tuned decision threshold."""
-
-    code: str
-    name: str
-    threshold: float
-    archive: str = ""
 
 
 class Encoded(NamedTuple):
@@ -74,6 +64,7 @@ class Classifier:
 
     info: ModelInfo
     labels: tuple[Label, ...]
+    low_confidence_below: float | None
     tokenizer: Tokenizer
     session: ort.InferenceSession
     input_name: str
@@ -92,7 +83,7 @@ class Classifier:
     def load(cls, model_dir: str | Path, threads: int = 1) -> Classifier:
         """Load `model_dir`, verifying every file against manifest.json; raise ModelError."""
         manifest, blobs = read_model_dir(Path(model_dir))
-        labels = parse_labels(blobs[LABELS_FILE])
+        label_set = parse_labels(blobs[LABELS_FILE])
         tokenizer = parse_tokenizer(blobs[TOKENIZER_FILE])
         session = open_session(blobs[MODEL_FILE], threads)
         try:
@@ -105,7 +96,8 @@ class Classifier:
             raise ModelError(f"{COMBINER_FILE}: {error}") from None
         classifier = cls(
             info=ModelInfo(manifest.name, manifest.version, tuple(manifest.served.items())),
-            labels=labels,
+            labels=label_set.labels,
+            low_confidence_below=label_set.low_confidence_below,
             tokenizer=tokenizer,
             session=session,
             input_name=manifest.input_name,
@@ -175,6 +167,11 @@ class Classifier:
         keep[order[0]] = True
         return order[keep[order]][:top_k]
 
+    def is_low_confidence(self, scores: np.ndarray) -> bool:
+        """Whether a paper's top score is below the validation-chosen low-confidence line."""
+        below = self.low_confidence_below
+        return below is not None and float(scores.max()) < below
+
     def _check_components(self) -> None:
         """Refuse a baseline or combiner whose labels disagree with labels.json."""
         codes = tuple(label.code for label in self.labels)
@@ -229,36 +226,12 @@ class Classifier:
                 raise ModelError("model.onnx gives scores outside [0, 1] (or NaN)")
 
 
-def parse_labels(raw: bytes) -> tuple[Label, ...]:
-    """Labels in model output order from labels.json; raise ModelError when malformed."""
+def parse_labels(raw: bytes) -> LabelSet:
+    """Labels in model output order, and the answer rules, from labels.json; ModelError if bad."""
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as error:
-        raise ModelError(f"labels.json is not valid JSON ({error})") from None
-    if not isinstance(data, dict) or data.get("format_version") != LABELS_FORMAT_VERSION:
-        raise ModelError(
-            f"labels.json must be an object with format_version {LABELS_FORMAT_VERSION}"
-        )
-    entries = data.get("labels")
-    if not isinstance(entries, list) or not entries:
-        raise ModelError("labels.json must list at least one label")
-    labels = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise ModelError(f"labels.json label {index} is not an object")
-        code, name, threshold = entry.get("code"), entry.get("name"), entry.get("threshold")
-        archive = entry.get("archive", "")
-        if not isinstance(code, str) or not code or not isinstance(name, str):
-            raise ModelError(f"labels.json label {index} needs a string 'code' and 'name'")
-        if not isinstance(archive, str):
-            raise ModelError(f"labels.json archive of {code} must be a string")
-        valid = isinstance(threshold, int | float) and not isinstance(threshold, bool)
-        if not valid or not 0.0 <= threshold <= 1.0:  # also refuses NaN and infinities
-            raise ModelError(f"labels.json threshold of {code} must be a number in [0, 1]")
-        labels.append(Label(code=code, name=name, threshold=float(threshold), archive=archive))
-    if len({label.code for label in labels}) != len(labels):
-        raise ModelError("labels.json lists a label code twice")
-    return tuple(labels)
+        return LabelSet.from_bytes(raw)
+    except ValueError as error:
+        raise ModelError(f"{LABELS_FILE} {error}") from None
 
 
 def parse_tokenizer(raw: bytes) -> Tokenizer:

@@ -61,6 +61,7 @@ class Router:
                     }
                     for label in labels
                 ],
+                "low_confidence_below": classifier.low_confidence_below,
             },
         )
 
@@ -121,5 +122,7 @@ class Router:
                 {"label": self._codes[i], "name": self._names[i], "score": round(values[i], 6)}
                 for i in chosen
             ]
+            if classifier.low_confidence_below is not None:
+                result["low_confidence"] = classifier.is_low_confidence(row)
             results.append(result)
         return json_response(200, {"model": self._model, "results": results})

@@ -23,6 +23,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice, repeat
 from pathlib import Path
 
 from lambda_handler.files import write_json_atomic
@@ -132,8 +133,7 @@ class Tokenizer:
 
     def ids(self, tokens: Iterable[str]) -> list[int]:
         """Vocabulary ids of `tokens`, truncated to the first `max_length`."""
-        get = self._ids.get
-        return [get(token, OOV_ID) for token in tokens][: self.max_length]
+        return list(map(self._ids.get, islice(tokens, self.max_length), repeat(OOV_ID)))
 
     def encode(self, title: str, abstract: str) -> list[int]:
         """Unpadded ids of a paper (possibly empty when it has no content words)."""

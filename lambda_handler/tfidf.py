@@ -16,15 +16,16 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
-FORMAT_VERSION = 1
-ARRAYS = ("idf", "indptr", "label_ids", "values", "intercept")
+FORMAT_VERSION = 2
+ARRAYS = ("grams", "idf", "indptr", "label_ids", "values", "intercept")
 
 
 def ngrams(words: Sequence[str], max_ngram: int) -> list[str]:
-    """Words followed by their space-joined n-grams up to `max_ngram`."""
+    """Words followed by their space-joined n-grams up to `max_ngram` (scikit-learn's analyzer)."""
     grams = list(words)
     for n in range(2, max_ngram + 1):
         grams.extend(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
@@ -33,10 +34,16 @@ def ngrams(words: Sequence[str], max_ngram: int) -> list[str]:
 
 @dataclass(frozen=True, eq=False)
 class TfidfScorer:
-    """Vocabulary, idf and sparse per-feature coefficient rows (CSR: feature → labels)."""
+    """Features as word-id n-grams, their idf, and sparse coefficient rows (CSR: feature → labels).
 
-    terms: tuple[str, ...]
-    max_ngram: int
+    A feature is stored as the ids of its words (`grams`, padded with -1), and the features are
+    sorted by `gram_keys`, a number that packs those ids. Scoring a batch then needs one dict
+    lookup per word and a `searchsorted` for all n-grams at once, instead of building and
+    hashing every n-gram string.
+    """
+
+    words: tuple[str, ...]
+    grams: np.ndarray  # int32 [features, max_ngram]: word ids, -1 after the last word
     idf: np.ndarray  # float32 [features]
     indptr: np.ndarray  # int [features + 1]: row f's labels are label_ids[indptr[f]:indptr[f+1]]
     label_ids: np.ndarray  # unsigned int [nonzeros]
@@ -44,12 +51,13 @@ class TfidfScorer:
     intercept: np.ndarray  # float32 [labels]
 
     def __post_init__(self) -> None:
-        n_features, n_labels = len(self.terms), len(self.intercept)
-        if self.max_ngram < 1:
-            raise ValueError(f"max_ngram must be at least 1, got {self.max_ngram}")
+        n_features, n_labels = len(self.grams), len(self.intercept)
+        if self.grams.ndim != 2 or not 1 <= self.grams.shape[1] <= MAX_NGRAM:
+            raise ValueError(f"grams must be [features, 1..{MAX_NGRAM}], got {self.grams.shape}")
         if self.idf.shape != (n_features,) or self.indptr.shape != (n_features + 1,):
             raise ValueError(
-                f"idf {self.idf.shape} and indptr {self.indptr.shape} do not fit {n_features} terms"
+                f"idf {self.idf.shape} and indptr {self.indptr.shape} do not fit "
+                f"{n_features} features"
             )
         if self.indptr[0] != 0 or np.any(np.diff(self.indptr) < 0):
             raise ValueError("indptr must start at 0 and never decrease")
@@ -60,14 +68,27 @@ class TfidfScorer:
         arrays = (self.idf, self.values, self.intercept)
         if not all(np.all(np.isfinite(array)) for array in arrays):
             raise ValueError("idf, coefficients and intercepts must be finite")
-        index = {term: i for i, term in enumerate(self.terms)}
-        if len(index) != n_features:
-            raise ValueError("the vocabulary lists a term twice")
+        index = dict(zip(self.words, range(len(self.words)), strict=True))
+        if len(index) != len(self.words):
+            raise ValueError("the vocabulary lists a word twice")
+        keys = gram_keys(self.grams, len(self.words))
+        if n_features and np.any(np.diff(keys) <= 0):
+            raise ValueError("features must be distinct and sorted by their gram key")
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_keys", keys)
+
+    @property
+    def max_ngram(self) -> int:
+        return self.grams.shape[1]
 
     @property
     def n_labels(self) -> int:
         return len(self.intercept)
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """The features as scikit-learn names them (`"neural network"`), in stored order."""
+        return tuple(" ".join(self.words[i] for i in row if i >= 0) for row in self.grams.tolist())
 
     @classmethod
     def from_dense(
@@ -79,73 +100,120 @@ class TfidfScorer:
         intercept: np.ndarray,
         prune_below: float = 0.0,
     ) -> TfidfScorer:
-        """Build from scikit-learn's `[labels, features]` coefficients, dropping |w| < prune_below
-        and rounding the rest to float16 (as they are stored)."""
-        by_feature = np.asarray(coef, dtype=np.float32).T
+        """Build from scikit-learn's vocabulary (space-joined n-grams) and `[labels, features]`
+        coefficients, dropping |w| < prune_below and rounding the rest to float16."""
+        if not 1 <= max_ngram <= MAX_NGRAM:
+            raise ValueError(f"max_ngram must lie in [1, {MAX_NGRAM}], got {max_ngram}")
+        split = [term.split(" ") for term in terms]
+        if any(not 1 <= len(parts) <= max_ngram or not all(parts) for parts in split):
+            raise ValueError(f"every term must be 1 to {max_ngram} space-separated words")
+        words = sorted({word for parts in split for word in parts})
+        word_id = {word: i for i, word in enumerate(words)}
+        grams = np.full((len(terms), max_ngram), -1, dtype=np.int32)
+        for row, parts in zip(grams, split, strict=True):
+            row[: len(parts)] = [word_id[word] for word in parts]
+        order = np.argsort(gram_keys(grams, len(words)), kind="stable")
+        by_feature = np.asarray(coef, dtype=np.float32).T[order]
         keep = np.abs(by_feature) >= prune_below
         features, labels = np.nonzero(keep)  # row-major: grouped by feature, labels ascending
         indptr = np.zeros(len(terms) + 1, dtype=np.int32)
         np.cumsum(np.bincount(features, minlength=len(terms)), out=indptr[1:])
+        intercept = np.asarray(intercept, dtype=np.float32)
         return cls(
-            tuple(terms),
-            max_ngram,
-            np.asarray(idf, dtype=np.float32),
+            tuple(words),
+            grams[order],
+            np.asarray(idf, dtype=np.float32)[order],
             indptr,
-            labels.astype(np.uint16),
+            labels.astype(label_id_dtype(len(intercept))),
             by_feature[features, labels].astype(np.float16),
-            np.asarray(intercept, dtype=np.float32),
+            intercept,
         )
 
     def logits(self, documents: Sequence[Sequence[str]]) -> np.ndarray:
-        """Per-label logits `[documents, labels]` for papers given as content-word lists."""
-        out = np.tile(self.intercept, (len(documents), 1))
-        index, n_labels = self._index, self.n_labels  # type: ignore[attr-defined]
-        for row, words in enumerate(documents):
-            counts: dict[int, int] = {}
-            for gram in ngrams(words, self.max_ngram):
-                column = index.get(gram)
-                if column is not None:
-                    counts[column] = counts.get(column, 0) + 1
-            if not counts:
-                continue
-            columns = np.fromiter(counts, dtype=np.int64, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
-            weights = (1.0 + np.log(tf)) * self.idf[columns]
-            weights /= max(float(np.sqrt(weights @ weights)), 1e-12)
-            starts, ends = self.indptr[columns], self.indptr[columns + 1]
-            lengths = ends - starts
-            total = int(lengths.sum())
-            if total == 0:
-                continue
-            # Positions of every kept weight of these features, without a Python loop.
-            offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-            positions = offsets + np.arange(total)
-            contributions = np.repeat(weights, lengths) * self.values[positions]
-            out[row] += np.bincount(
-                self.label_ids[positions], weights=contributions, minlength=n_labels
-            ).astype(np.float32)
-        return out
+        """Per-label logits `[documents, labels]` for papers given as content-word lists.
+
+        Scored `CHUNK` papers at a time: a chunk's arrays hold one entry per kept weight of
+        each of its papers' features (about 10,000 a paper), so a whole split at once would
+        need gigabytes. A paper scores the same in any chunk.
+        """
+        if len(documents) <= CHUNK:
+            return self._chunk_logits(documents)
+        return np.concatenate(
+            [
+                self._chunk_logits(documents[start : start + CHUNK])
+                for start in range(0, len(documents), CHUNK)
+            ]
+        )
+
+    def _chunk_logits(self, documents: Sequence[Sequence[str]]) -> np.ndarray:
+        """`logits` of one chunk, all at once: the documents' word ids are laid end to end
+        with a separator between documents, so no n-gram spans two of them."""
+        n_docs, n_features, n_labels = len(documents), len(self.grams), self.n_labels
+        if n_features == 0:
+            return np.tile(self.intercept, (n_docs, 1))
+        word_id, ids = self._index.get, []  # type: ignore[attr-defined]
+        for words in documents:
+            ids.extend(map(word_id, words, repeat(-1, len(words))))
+            ids.append(-1)
+        digits = np.array(ids, dtype=np.int64) + 1  # 0: not a known word, or between documents
+        lengths = np.fromiter(map(len, documents), dtype=np.int64, count=n_docs) + 1
+        owner = np.repeat(np.arange(n_docs), lengths)
+        base = len(self.words) + 1
+        keys, known = digits, digits > 0
+        found_docs, found_features = [], []
+        for n in range(1, self.max_ngram + 1):
+            if n > 1:  # extend every (n-1)-gram by the next word
+                keys = keys[:-1] * base + digits[n - 1 :]
+                known = known[:-1] & (digits[n - 1 :] > 0)
+            candidates = keys[known]
+            feature = np.searchsorted(self._keys, candidates)  # type: ignore[attr-defined]
+            feature[feature == n_features] = 0
+            hit = self._keys[feature] == candidates  # type: ignore[attr-defined]
+            found_docs.append(owner[: len(known)][known][hit])
+            found_features.append(feature[hit])
+        pairs, tf = np.unique(
+            np.concatenate(found_docs) * n_features + np.concatenate(found_features),
+            return_counts=True,
+        )
+        doc, feature = np.divmod(pairs, n_features)
+        weights = (1.0 + np.log(tf)) * self.idf[feature]
+        norms = np.sqrt(np.bincount(doc, weights=weights * weights, minlength=n_docs))
+        weights /= np.maximum(norms, 1e-12)[doc]
+        starts = self.indptr[feature]
+        counts = self.indptr[feature + 1] - starts
+        # Positions of every kept weight of these features, without a Python loop.
+        positions = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        positions += np.arange(len(positions))
+        cells = np.repeat(doc * n_labels, counts) + self.label_ids[positions]
+        contributions = np.repeat(weights, counts) * self.values[positions]
+        out = np.bincount(cells, weights=contributions, minlength=n_docs * n_labels)
+        return (out.reshape(n_docs, n_labels) + self.intercept).astype(np.float32)
 
     def predict_proba(self, documents: Sequence[Sequence[str]]) -> np.ndarray:
         """Per-label probabilities, the logistic of `logits`."""
         return sigmoid(self.logits(documents))
 
     def to_files(self) -> tuple[dict[str, object], bytes]:
-        """The JSON document (vocabulary and settings) and the npz bytes (arrays) to save."""
+        """The JSON document (words and settings) and the npz bytes (arrays) to save.
+
+        The npz is stored uncompressed: it loads with a copy rather than a decompression
+        (cold start), and the deployment zip compresses it anyway.
+        """
         document = {
             "format_version": FORMAT_VERSION,
-            "features": "content words and their n-grams up to max_ngram",
+            "features": "content words and their n-grams up to max_ngram, as word ids",
             "max_ngram": self.max_ngram,
             "sublinear_tf": True,
             "norm": "l2",
-            "terms": list(self.terms),
+            "words": list(self.words),
         }
         buffer = io.BytesIO()
-        np.savez_compressed(
+        np.savez(
             buffer,
+            grams=self.grams.astype(np.int32),
             idf=self.idf.astype(np.float32),
             indptr=self.indptr.astype(np.int32),
-            label_ids=self.label_ids.astype(np.uint16),
+            label_ids=self.label_ids.astype(label_id_dtype(self.n_labels)),
             values=self.values.astype(np.float16),
             intercept=self.intercept.astype(np.float32),
         )
@@ -155,19 +223,57 @@ class TfidfScorer:
     def from_files(cls, document_bytes: bytes, weights_bytes: bytes) -> TfidfScorer:
         """Rebuild from `to_files`' output; raise ValueError naming what is wrong."""
         document = load_document(document_bytes, FORMAT_VERSION)
-        terms, max_ngram = document.get("terms"), document.get("max_ngram")
-        if not isinstance(terms, list) or not all(isinstance(term, str) for term in terms):
-            raise ValueError("terms must be a list of strings")
-        if type(max_ngram) is not int:
-            raise ValueError("max_ngram must be an integer")
+        words, max_ngram = document.get("words"), document.get("max_ngram")
+        if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+            raise ValueError("words must be a list of strings")
         if document.get("sublinear_tf") is not True or document.get("norm") != "l2":
             raise ValueError("only sublinear tf with l2 normalisation is implemented")
         arrays = load_arrays(weights_bytes, ARRAYS)
-        expected = {"idf": "f", "indptr": "iu", "label_ids": "u", "values": "f", "intercept": "f"}
-        for name, kinds in expected.items():
-            if arrays[name].dtype.kind not in kinds or arrays[name].ndim != 1:
+        expected = {
+            "grams": ("i", 2),
+            "idf": ("f", 1),
+            "indptr": ("iu", 1),
+            "label_ids": ("u", 1),
+            "values": ("f", 1),
+            "intercept": ("f", 1),
+        }
+        for name, (kinds, ndim) in expected.items():
+            if arrays[name].dtype.kind not in kinds or arrays[name].ndim != ndim:
                 raise ValueError(f"{name} is {arrays[name].dtype} {arrays[name].shape}")
-        return cls(tuple(terms), max_ngram, **arrays)  # kept as stored: no copy at cold start
+        if arrays["grams"].shape[1] != max_ngram:
+            raise ValueError(
+                f"grams has {arrays['grams'].shape[1]} columns, max_ngram is {max_ngram}"
+            )
+        return cls(tuple(words), **arrays)  # kept as stored: no copy at cold start
+
+
+CHUNK = 256  # papers scored together (memory grows with it; 64 already amortises numpy's calls)
+MAX_NGRAM = 3  # (words + 1) ** MAX_NGRAM must fit an int64 gram key
+
+
+def gram_keys(grams: np.ndarray, n_words: int) -> np.ndarray:
+    """One int64 per n-gram of word ids: its ids + 1 as digits in base `n_words + 1`.
+
+    Every digit is at least 1, so n-grams of different lengths never share a key; a row that
+    is not word ids followed only by -1 padding is refused.
+    """
+    if n_words + 1 >= 2 ** (63 // MAX_NGRAM):
+        raise ValueError(f"{n_words} words are too many for int64 gram keys")
+    if grams.size and (grams.min() < -1 or grams.max() >= n_words):
+        raise ValueError(f"grams must hold word ids in [0, {n_words}) or -1")
+    present = grams >= 0
+    if len(grams) and not (present[:, 0].all() and np.all(present[:, :-1] >= present[:, 1:])):
+        raise ValueError("each gram must start with a word and be padded with -1 only at the end")
+    keys = np.zeros(len(grams), dtype=np.int64)
+    for column in range(grams.shape[1]):
+        digit = grams[:, column].astype(np.int64) + 1
+        keys = np.where(present[:, column], keys * (n_words + 1) + digit, keys)
+    return keys
+
+
+def label_id_dtype(n_labels: int) -> type[np.unsignedinteger]:
+    """The smallest unsigned type holding label ids below `n_labels` (uint8 up to 256 labels)."""
+    return np.uint8 if n_labels <= 256 else np.uint16
 
 
 def load_document(raw: bytes, format_version: int) -> dict:

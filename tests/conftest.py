@@ -85,6 +85,8 @@ SERVING_SENTENCES = (
     "Large language models answer questions about images and video.",
     "Graph neural networks learn molecular property prediction.",
 )
+# Of SERVING_SENTENCES, the first and the last score below this line (test_api_routes checks).
+SERVING_LOW_CONFIDENCE = 0.75
 SERVING_MODEL_NAME = "tiny-test-lstm"
 SERVING_MODEL_VERSION = "2026.11.25-tiny"
 SERVING_SERVED = {"combiner": "stacked", "combiner_detail": "stacked", "lstm_precision": "fp32"}
@@ -296,7 +298,14 @@ def build_serving_model_dir(directory: Path, network: ServingNetwork) -> Path:
         {"code": code, "name": name, "archive": code.partition(".")[0], "threshold": threshold}
         for code, name, threshold in SERVING_LABELS
     ]
-    write_json_atomic(directory / "labels.json", {"format_version": 1, "labels": labels})
+    write_json_atomic(
+        directory / "labels.json",
+        {
+            "format_version": 1,
+            "labels": labels,
+            "low_confidence": {"top_score_below": SERVING_LOW_CONFIDENCE},
+        },
+    )
     document, arrays = serving_baseline().to_files()
     write_json_atomic(directory / "baseline.json", document)
     write_bytes_atomic(directory / "baseline.npz", arrays)

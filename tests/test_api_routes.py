@@ -12,7 +12,9 @@ import pytest
 from conftest import (
     SERVING_EVENT_BUILDERS,
     SERVING_LABELS,
+    SERVING_LOW_CONFIDENCE,
     SERVING_MODEL_VERSION,
+    SERVING_SENTENCES,
     SERVING_SERVED,
     serving_v1_event,
     serving_v2_event,
@@ -212,7 +214,22 @@ def test_labels_lists_every_label_with_code_name_archive_and_threshold(serving_s
             {"label": c, "name": n, "archive": c.split(".")[0], "threshold": t}
             for c, n, t in SERVING_LABELS
         ],
+        "low_confidence_below": SERVING_LOW_CONFIDENCE,
     }
+
+
+@FORMATS
+def test_low_confidence_flags_exactly_the_answers_whose_top_score_is_below_the_line(
+    serving_service, serving_system, fmt
+):
+    papers = [("", sentence) for sentence in SERVING_SENTENCES]
+    body = {"documents": [{"abstract": abstract} for _, abstract in papers]}
+    status, data, _ = call(serving_service, fmt, body=body)
+    top_scores = reference_scores(serving_service, serving_system, papers).max(axis=1)
+    flags = [result["low_confidence"] for result in data["results"]]
+    assert status == 200
+    assert flags == [bool(score < SERVING_LOW_CONFIDENCE) for score in top_scores]
+    assert any(flags) and not all(flags)  # the fixture's sentences fall on both sides
 
 
 @FORMATS

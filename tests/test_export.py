@@ -36,6 +36,10 @@ from lambda_handler.tfidf import TfidfScorer, ngrams
 from train import lstm
 
 REPO = Path(__file__).resolve().parents[1]
+TRAINED_RULES = {
+    "decision_rule": {"name": "global", "always_top_label": True},
+    "low_confidence": {"rule": "test", "validation": {"auroc": 0.8}, "top_score_below": 0.3},
+}
 LABELS = [
     {
         "code": "cs.CV",
@@ -161,7 +165,7 @@ def write_training_run(
     network.save(artifacts / "lstm.keras")
     labels = [{**label, "support": 10 + i} for i, label in enumerate(LABELS)]
     (artifacts / "labels.json").write_text(
-        json.dumps({"format_version": 1, "model": "served", "decision_rule": {}, "labels": labels})
+        json.dumps({"format_version": 1, "labels": labels, **TRAINED_RULES})
     )
     # The baseline and the combiner as training saves them, and training's test-split scores.
     documents = [words(p["title"], p["abstract"], stopwords) for p in papers]
@@ -334,9 +338,10 @@ def test_manifest_records_files_run_and_toolchain(exported: Path) -> None:
 
 def test_labels_and_tokenizer_follow_the_contract(exported: Path, training_run: Path) -> None:
     labels = json.loads((exported / "labels.json").read_text())
-    assert labels == {
+    assert labels == {  # training's rules, low-confidence line included, copied unchanged
         "format_version": 1,
         "labels": [{**label, "support": 10 + i} for i, label in enumerate(LABELS)],
+        **TRAINED_RULES,
     }
     trained = Tokenizer.load(training_run / "artifacts" / "tokenizer.json")
     assert Tokenizer.load(exported / "tokenizer.json") == trained
@@ -571,7 +576,7 @@ def without(relative: str) -> Callable[[Path], None]:
                     "labels": [{**d["labels"][0], "threshold": "high"}, *d["labels"][1:]],
                 },
             ),
-            r"\S+/labels.json: labels\[0\].threshold must be a number in \[0, 1\], got 'high'",
+            r"\S+/labels.json threshold of cs.CV must be a number in \[0, 1\]",
         ),
         (
             rewrite_json("artifacts/labels.json", lambda d: {**d, "labels": d["labels"][:-1]}),

@@ -342,31 +342,26 @@ LABEL = {
 }
 
 
-def labels_json(*labels: dict, model: str = "served") -> dict[str, object]:
+def labels_json(*labels: dict, **fields: object) -> dict[str, object]:
     """A training labels.json document."""
-    return {"format_version": 1, "model": model, "labels": list(labels)}
+    return {"format_version": 1, "labels": list(labels), **fields}
 
 
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        (
-            {"format_version": 1, "model": "baseline", "labels": [LABEL]},
-            "describes model 'baseline'",
-        ),
-        (labels_json(), "labels must be a non-empty list"),
-        (labels_json(LABEL, LABEL), "codes are not unique"),
+        (labels_json(LABEL, format_version=2), "must be an object with format_version 1"),
+        (labels_json(), "must list at least one label"),
+        (labels_json(LABEL, LABEL), "lists a label code twice"),
         (
             labels_json({**LABEL, "support": True}),
-            "labels[0].support must be a non-negative integer, got True",
+            "support of cs.CV must be a non-negative integer, got True",
         ),
+        (labels_json({**LABEL, "name": ""}), "label 0 needs a non-empty string 'code' and 'name'"),
+        (labels_json({**LABEL, "archive": 3}), "archive of cs.CV must be a string"),
         (
-            labels_json({**LABEL, "name": ""}),
-            "labels[0].name must be a non-empty string",
-        ),
-        (
-            labels_json({k: v for k, v in LABEL.items() if k != "archive"}),
-            "labels[0].archive must be a non-empty string",
+            labels_json(LABEL, low_confidence={"top_score_below": 0}),
+            "low_confidence.top_score_below must be null or a number in (0, 1)",
         ),
     ],
 )

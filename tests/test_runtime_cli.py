@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SERVING_SENTENCES
 
 from lambda_handler import logs
 from lambda_handler.__main__ import main
@@ -55,10 +56,19 @@ def test_json_output_and_options(capsys, serving_model_dir, serving_service):
         TITLE, ABSTRACT,
     )  # fmt: skip
     assert code == 0
-    assert json.loads(out) == {
-        "labels": api_labels(serving_service, TITLE, ABSTRACT, top_k=3, threshold=0.0)
-    }
+    answer = serving_service.handle(
+        {"title": TITLE, "abstract": ABSTRACT, "top_k": 3, "threshold": 0}
+    )
+    assert json.loads(out) == json.loads(answer["body"])["results"][0]  # labels, low_confidence
     assert len(json.loads(out)["labels"]) == 3
+
+
+def test_table_says_when_an_answer_has_low_confidence(capsys, serving_model_dir):
+    # The fixture's first sentence scores below its low-confidence line, the second above.
+    flagged, confident = SERVING_SENTENCES[0], SERVING_SENTENCES[1]
+    for abstract, expected in ((flagged, True), (confident, False)):
+        code, out, _ = run(capsys, "--model-dir", str(serving_model_dir), "", abstract)
+        assert code == 0 and ("(low confidence" in out) is expected
 
 
 def test_model_dir_from_environment(capsys, serving_model_dir, monkeypatch):

@@ -239,6 +239,17 @@ def rewrite(model_dir: Path, name: str, data: bytes, **manifest_overrides: objec
     write_serving_manifest(model_dir, **manifest_overrides)
 
 
+def test_a_model_without_a_low_confidence_line_answers_without_the_flag(make_serving_model_dir):
+    model_dir = make_serving_model_dir()
+    labels = json.loads((model_dir / "labels.json").read_text())
+    labels["low_confidence"] = {"top_score_below": None, "validation": {"auroc": 0.55}}
+    rewrite(model_dir, "labels.json", json.dumps(labels).encode())
+    service = Service.from_settings(Settings(model_dir=model_dir))
+    assert service.classifier is not None and service.classifier.low_confidence_below is None
+    answer = json.loads(service.handle({"abstract": "image segmentation"})["body"])
+    assert answer["results"][0].keys() == {"labels"}
+
+
 @pytest.mark.parametrize(
     ("breakage", "expected"),
     [
@@ -253,10 +264,14 @@ def rewrite(model_dir: Path, name: str, data: bytes, **manifest_overrides: objec
         ("combiner_arrays_missing", "a stacked combiner needs its arrays file"),
         ("combiner_pickle", "combiner.json: it holds pickled (object) data, which is never loaded"),
         ("baseline_labels", "baseline.npz scores 5 labels; labels.json lists 6"),
-        ("baseline_terms", "do not fit 5 terms"),
+        ("baseline_words", "grams must hold word ids in [0, 5) or -1"),
         ("baseline_tampered", "baseline.npz sha256"),
         ("labels_threshold", "threshold of cs.CV must be a number in [0, 1]"),
         ("labels_json", "labels.json is not valid JSON"),
+        (
+            "labels_low_confidence",
+            "labels.json low_confidence.top_score_below must be null or a number in (0, 1)",
+        ),
         ("tokenizer_settings", "tokenizer padding is 'post'"),
         ("vocabulary_too_big", "model.onnx failed a test prediction"),
         ("unsafe_name", "invalid file name '../escape.txt'"),
@@ -313,9 +328,9 @@ def test_invalid_model_directories_are_refused_with_a_clear_reason(
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         rewrite(model_dir, "baseline.npz", buffer.getvalue())
-    elif breakage == "baseline_terms":
+    elif breakage == "baseline_words":
         baseline = json.loads((model_dir / "baseline.json").read_text())
-        baseline["terms"] = baseline["terms"][:5]
+        baseline["words"] = baseline["words"][:5]
         rewrite(model_dir, "baseline.json", json.dumps(baseline).encode())
     elif breakage == "baseline_tampered":
         data = bytearray((model_dir / "baseline.npz").read_bytes())
@@ -323,6 +338,9 @@ def test_invalid_model_directories_are_refused_with_a_clear_reason(
         (model_dir / "baseline.npz").write_bytes(bytes(data))
     elif breakage == "labels_threshold":
         labels["labels"][0]["threshold"] = 1.5
+        rewrite(model_dir, "labels.json", json.dumps(labels).encode())
+    elif breakage == "labels_low_confidence":
+        labels["low_confidence"] = {"top_score_below": 1.5}
         rewrite(model_dir, "labels.json", json.dumps(labels).encode())
     elif breakage == "labels_json":
         rewrite(model_dir, "labels.json", b"{")

@@ -35,6 +35,8 @@ def test_end_to_end_on_the_kaggle_sample(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rows read: 1,000" in result.stdout and "duplicates merged: 7" in result.stdout
+    # TensorFlow's C++ start-up lines say nothing a user can act on.
+    assert "oneDNN" not in result.stderr and "absl" not in result.stderr, result.stderr[:500]
 
     names = {p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*") if p.is_file()}
     assert names == {
@@ -43,7 +45,9 @@ def test_end_to_end_on_the_kaggle_sample(tmp_path):
     } | ({"combiner.npz"} if json.loads((artifacts / "combiner.json").read_text())["kind"]
          == "stacked" else set())  # fmt: skip
     labels = json.loads((artifacts / "labels.json").read_text())
-    assert labels["model"] == "served"
+    assert labels["decision_rule"]["always_top_label"] is True
+    low = labels["low_confidence"]  # offered or not, the validation figures behind the choice
+    assert low["validation"]["papers"] > 0 and 0 <= low["validation"]["auroc"] <= 1
     assert labels["labels"][0].keys() == {"code", "name", "archive", "threshold", "support"}
     names_by_code = {label["code"]: label["name"] for label in labels["labels"]}
     assert names_by_code["cs.CV"] == "Computer Vision and Pattern Recognition"
@@ -68,6 +72,7 @@ def test_end_to_end_on_the_kaggle_sample(tmp_path):
     assert {row["name"] for row in served["combiners"]} >= {"lstm alone", "baseline alone"}
     assert served["combiner"] in {row["name"] for row in served["combiners"] if row["chosen"]}
     assert "outside_cs_stat" in served["breakdown"] and served["breakdown"]["by_archive"]
+    assert served["low_confidence"]["test"]["papers"] == metrics["data"]["counts"]["test"]
     assert metrics["data"]["counts"]["rows_read"] == 1000
     for plot in ("training_curves.png", "per_label_f1.png"):
         assert (reports / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -83,6 +88,7 @@ def test_end_to_end_on_the_kaggle_sample(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert exported.returncode == 0, exported.stderr[-3000:]
+    assert "oneDNN" not in exported.stderr and "absl" not in exported.stderr
     assert_runtime_encodes_like_training(artifacts, model_dir, Path(SAMPLE))
 
 
@@ -120,6 +126,11 @@ def assert_runtime_encodes_like_training(artifacts: Path, model_dir: Path, sampl
     answer = service.handle(event, None)
     body = json.loads(answer["body"])
     assert answer["statusCode"] == 200 and 1 <= len(body["results"][0]["labels"]) <= 3
+    # The low-confidence line chosen in training reaches the answers unchanged.
+    trained = json.loads((artifacts / "labels.json").read_text())["low_confidence"]
+    assert json.loads((model_dir / "labels.json").read_text())["low_confidence"] == trained
+    offered = trained["top_score_below"] is not None
+    assert ("low_confidence" in body["results"][0]) == offered
 
 
 @pytest.mark.parametrize(

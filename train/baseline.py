@@ -33,7 +33,7 @@ class BaselineConfig:
     max_ngram: int = 2
     min_df: int = 2
     C: float = 4.0  # best validation micro-F1 of {4, 8, 16} on the 2025-26 data
-    prune_below: float = 0.05  # coefficients with smaller |w| are dropped from the served model
+    prune_below: float = 0.1  # coefficients with smaller |w| are dropped from the served model
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -44,6 +44,7 @@ class Paper:
     labels: tuple[str, ...]
     date: date | None = None
     primary: str = ""  # the first listed category, kept when the label filter drops it
+    source: str = ""  # name of the file it was read from (the first one, if listed twice)
 
     def __post_init__(self) -> None:
         if not self.primary and self.labels:
@@ -161,7 +162,9 @@ def read_papers(path: Path) -> FileLoad:
         paper_date = parse_date(raw_date) if has_date else None
         bad_dates += has_date and paper_date is None
         labels = list(dict.fromkeys(labels))
-        load.papers.append(Paper(title.strip(), abstract.strip(), tuple(labels), paper_date))
+        load.papers.append(
+            Paper(title.strip(), abstract.strip(), tuple(labels), paper_date, source=path.name)
+        )
     if unparsable > MAX_UNPARSABLE_FRACTION * len(frame):
         raise DataError(
             f"{path}: {unparsable} of {len(frame)} rows have an unparsable 'terms' value "

@@ -81,10 +81,17 @@ def by_field_and_time(
     primaries: list[str],
     dates: list[object],
     oov_rates: np.ndarray,
+    sources: list[str] | None = None,
+    file_labels: dict[str, np.ndarray] | None = None,
     top: int = 15,
 ) -> dict[str, object]:
     """Where the model is good and where it is not: by primary archive, outside cs/stat, by
-    period (when dates are known), for CS papers on CS labels, and its commonest mistakes."""
+    period (when dates are known), for CS papers on CS labels, by input file, and its
+    commonest mistakes.
+
+    `file_labels[name]` marks the labels a model trained on that file alone would keep; each
+    file's papers are also scored on those labels only, which is how a single-file model's
+    test figures compare with this one's."""
     archives = np.array([archive(code) for code in primaries])
     outside = ~np.isin(archives, ("cs", "stat"))
     result: dict[str, object] = {
@@ -102,6 +109,19 @@ def by_field_and_time(
         result["cs_papers_cs_labels"] = subset_scores(
             targets[:, cs_labels], probabilities[:, cs_labels], predicted[:, cs_labels], cs_rows
         )
+    if sources is not None and len(set(sources)) > 1:
+        by_file = {}
+        for name in sorted(set(sources)):
+            rows = np.array([source == name for source in sources])
+            scores = subset_scores(targets, probabilities, predicted, rows)
+            own = (file_labels or {}).get(name)
+            if own is not None and own.any():
+                own_scores = subset_scores(
+                    targets[:, own], probabilities[:, own], predicted[:, own], rows
+                )
+                scores["own_labels"] = {"labels": int(own.sum()), **own_scores}
+            by_file[name] = scores
+        result["by_file"] = by_file
     years = np.array([getattr(day, "year", 0) for day in dates])
     if (years > 0).any():
         periods = {}

@@ -19,8 +19,9 @@ from lambda_handler.files import (
     write_bytes_atomic,
     write_json_atomic,
 )
+from lambda_handler.labels import Label, LabelSet
 from lambda_handler.text import OOV_ID, english_stopwords, words
-from train import baseline, data, ensemble, lstm, thresholds
+from train import baseline, confidence, data, ensemble, lstm, thresholds
 from train.categories import ALIASES, LEGACY, archive, category_name
 from train.evaluate import by_field_and_time, evaluate
 from train.report import write_reports
@@ -120,22 +121,30 @@ def choose_and_score(
     }
 
 
-def labels_document(labels: list[str], result: dict, support: np.ndarray) -> dict[str, object]:
-    """The labels JSON: code, name, archive, served threshold and training support."""
-    return {
-        "format_version": 1,
-        "model": "served",
-        "decision_rule": {"name": result["rule"], "always_top_label": True},
-        "labels": [
-            {
-                "code": code,
-                "name": category_name(code),
-                "archive": archive(code),
-                "threshold": threshold,
-                "support": int(count),
-            }
+def served_label_set(labels: list[str], result: dict, support: np.ndarray) -> LabelSet:
+    """labels.json's content: each label's name, archive, served threshold and training
+    support, the decision rule, and the low-confidence line with its validation figures."""
+    low = result["low_confidence"]
+    return LabelSet(
+        tuple(
+            Label(code, category_name(code), float(threshold), archive(code), int(count))
             for code, threshold, count in zip(labels, result["thresholds"], support, strict=True)
-        ],
+        ),
+        decision_rule={"name": result["rule"], "always_top_label": True},
+        low_confidence_below=low["top_score_below"],
+        low_confidence={"rule": confidence.RULE, "validation": low["validation"]},
+    )
+
+
+def own_labels_by_file(
+    train: list[data.Paper], targets: np.ndarray, min_label_count: int
+) -> dict[str, np.ndarray]:
+    """Per input file, the labels with ≥ min_label_count of its own training papers: the
+    labels a model trained on that file alone would have."""
+    sources = np.array([paper.source for paper in train])
+    return {
+        name: targets[sources == name].sum(axis=0) >= min_label_count
+        for name in sorted(set(sources))
     }
 
 
@@ -299,6 +308,17 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         [p.primary for p in papers["test"]],
         [p.date for p in papers["test"]],
         oov,
+        [p.source for p in papers["test"]],
+        own_labels_by_file(papers["train"], targets["train"], settings.min_label_count),
+    )
+    low_confidence = confidence.choose(targets["val"], choice.out_of_fold)
+    low_confidence["test"] = confidence.describe(
+        targets["test"], served_test, low_confidence["top_score_below"]
+    )
+    served["low_confidence"] = low_confidence
+    log(
+        f"low confidence below a top score of {low_confidence['top_score_below']}: "
+        f"{low_confidence['test']}"
     )
     for name in models:
         results_by_model[name].pop("_predicted")
@@ -310,7 +330,9 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
     with staged_directory(settings.artifacts) as staging:
         for model in models.values():
             model.save(staging)
-        write_json_atomic(staging / "labels.json", labels_document(splits.labels, served, support))
+        write_json_atomic(
+            staging / "labels.json", served_label_set(splits.labels, served, support).to_document()
+        )
         write_json_atomic(staging / "combiner.json", combiner_document)
         if combiner_arrays is not None:
             write_bytes_atomic(staging / "combiner.npz", combiner_arrays)

@@ -115,6 +115,39 @@ def data_section(data: dict) -> list[str]:
     return lines
 
 
+def low_confidence_section(low: dict) -> list[str]:
+    """The low-confidence line: whether it is offered, and how it splits validation and test."""
+    below = low["top_score_below"]
+    lines = ["## Low-confidence answers", ""]
+    if below is None:
+        lines += [
+            f"Not offered: on validation the top score separates right from wrong top labels "
+            f"with AUROC {low['validation']['auroc']:.3f}, below the bar.",
+            "",
+        ]
+        return lines
+    lines += [
+        f"An answer is flagged `low_confidence` when its top score is below **{below}**, "
+        "chosen on validation's out-of-fold served scores.",
+        "",
+    ]
+    rows = []
+    for split in ("validation", "test"):
+        figures = low[split]
+        rows.append(
+            [
+                split,
+                f"{figures['papers']:,}",
+                f"{figures['auroc']:.3f}",
+                f"{figures['flagged_share']:.1%}",
+                f"{figures['precision_flagged']:.3f}" if figures["precision_flagged"] else "-",
+                f"{figures['precision_rest']:.3f}" if figures["precision_rest"] else "-",
+            ]
+        )
+    header = ["split", "papers", "AUROC", "flagged", "P@1 flagged", "P@1 rest"]
+    return [*lines, *table(header, rows), ""]
+
+
 def breakdown_section(breakdown: dict) -> list[str]:
     header = ["papers", "count", "micro-F1", "macro-F1", "P@1"]
     rows = [scores_row("outside cs/stat (primary archive)", breakdown["outside_cs_stat"])]
@@ -127,6 +160,28 @@ def breakdown_section(breakdown: dict) -> list[str]:
         lines += [
             f"Undated test papers (no `date` column or an unparsable one): "
             f"{breakdown['undated_papers']:,}.",
+            "",
+        ]
+    if "by_file" in breakdown:
+        lines += [
+            "### By input file",
+            "",
+            "Each file's test papers, on all labels and on the labels a model trained on that "
+            "file alone would have (≥ min-label-count of its training papers): the second "
+            "figure is the one to compare with such a model's own test split.",
+            "",
+        ]
+        rows = []
+        for name, scores in breakdown["by_file"].items():
+            own = scores.get("own_labels")
+            rows.append(
+                [
+                    *scores_row(name, scores),
+                    f"{own['micro_f1']:.4f} ({own['labels']} labels)" if own else "-",
+                ]
+            )
+        lines += [
+            *table(["file", "papers", "micro-F1", "macro-F1", "P@1", "micro-F1, own labels"], rows),
             "",
         ]
     lines += ["### By primary archive", ""]
@@ -206,6 +261,7 @@ def markdown(results: dict) -> str:
         f"for {storage['top_label_agreement']:.2%}.",
         "",
         *breakdown_section(served["breakdown"]),
+        *low_confidence_section(served["low_confidence"]),
     ]
     lines += ["## Decision rules (thresholds chosen on validation)", ""]
     lines += [
@@ -261,6 +317,24 @@ def markdown(results: dict) -> str:
 
 
 WEAK_P_AT_1 = 0.6
+
+
+def doubtful_answers(low: dict | None) -> list[str]:
+    """The model card's lines on the `low_confidence` flag, from the test figures."""
+    if not low:
+        return []
+    if low["top_score_below"] is None:
+        return ["## Doubtful answers", "", "The model does not flag doubtful answers.", ""]
+    test = low["test"]
+    return [
+        "## Doubtful answers",
+        "",
+        f"An answer whose top score is below {low['top_score_below']} is flagged "
+        f"`low_confidence`: {test['flagged_share']:.0%} of test papers, whose top label was "
+        f"right {test['precision_flagged']:.0%} of the time, against "
+        f"{test['precision_rest']:.0%} for the others.",
+        "",
+    ]
 
 
 def model_card(results: dict) -> str:
@@ -320,6 +394,7 @@ def model_card(results: dict) -> str:
         + "Archives with few test papers have uncertain figures; categories rare in training "
         "are predicted seldom (per-label F1 in the training report).",
         "",
+        *doubtful_answers(served.get("low_confidence")),
         "## Intended use",
         "",
         "Suggesting categories to a person who decides: a submission form, a library "

@@ -128,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    # TensorFlow's C++ start-up lines (oneDNN notices, "supports DT_INT64 only on AVX-512",
-    # allocator patches) say nothing a user can act on; Python errors still surface.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from train.pipeline import Settings, run  # imports TensorFlow: only once the data is good
+    from train.quiet_tensorflow import import_tensorflow
+
+    import_tensorflow()  # only once the data is good: it takes seconds
+    from train.pipeline import Settings, run
 
     try:
         run(paths, splits, Settings.from_args(args))

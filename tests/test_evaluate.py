@@ -1,0 +1,77 @@
+"""Evaluation helpers of training: the low-confidence line and the breakdown by input file."""
+
+import numpy as np
+import pytest
+
+from train import confidence
+from train.evaluate import by_field_and_time
+
+
+def top_label_papers(right: list[bool], top_scores: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Two-label papers whose label 0 scores `top_scores` and is true exactly when `right`."""
+    scores = np.array([[score, 0.01] for score in top_scores], dtype=np.float32)
+    targets = np.array([[1, 0] if ok else [0, 1] for ok in right], dtype=np.float32)
+    return targets, scores
+
+
+def test_low_confidence_line_is_the_highest_under_which_top_labels_are_mostly_wrong():
+    # Cumulative top-label precision from the lowest top score up: 0, 1/2, 1/3, 1/4, 1/5, 2/6
+    # (the last one at most 40%), then 3/7: the line goes between 0.5 and 0.7.
+    right = [False, True, False, False, False, True, True, True]
+    top = [0.10, 0.15, 0.20, 0.25, 0.30, 0.50, 0.70, 0.90]
+    targets, scores = top_label_papers(right, top)
+    chosen = confidence.choose(targets, scores)
+    assert chosen["top_score_below"] == pytest.approx(0.6)
+    figures = chosen["validation"]
+    assert figures["flagged_share"] == 0.75 and figures["precision_flagged"] == 0.3333
+    assert figures["precision_rest"] == 1.0 and figures["auroc"] > confidence.MIN_AUROC
+
+
+def test_no_line_is_offered_when_the_top_score_does_not_separate_right_from_wrong():
+    right = [True, False] * 20
+    top = list(np.linspace(0.1, 0.9, 40))
+    chosen = confidence.choose(*top_label_papers(right, top))
+    assert chosen["top_score_below"] is None
+    assert chosen["validation"]["auroc"] < confidence.MIN_AUROC
+    assert chosen["validation"]["flagged_share"] == 0.0
+
+
+def test_tied_top_scores_are_flagged_together():
+    # Flagging the first 0.4 paper alone (precision 0) would need a line inside a tie; with all
+    # three 0.4 papers the precision is 2/4, too high: only the 0.2 paper is flagged.
+    right = [False, False, True, True, True, True]
+    top = [0.2, 0.4, 0.4, 0.4, 0.8, 0.9]
+    chosen = confidence.choose(*top_label_papers(right, top))
+    assert chosen["top_score_below"] == pytest.approx(0.3)
+
+
+def test_each_input_file_is_scored_on_all_labels_and_on_its_own_labels():
+    targets = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]], dtype=np.float32)
+    scores = np.array(
+        [[0.9, 0.1, 0.1], [0.2, 0.8, 0.1], [0.1, 0.7, 0.6], [0.8, 0.1, 0.2]], dtype=np.float32
+    )
+    predicted = scores >= 0.5
+    sources = ["cs.csv", "cs.csv", "broad.csv", "broad.csv"]
+    own = {"cs.csv": np.array([True, True, False]), "broad.csv": np.array([True, True, True])}
+    breakdown = by_field_and_time(
+        targets,
+        scores,
+        predicted,
+        ["cs.CV", "cs.LG", "hep-th"],
+        ["cs.CV", "cs.LG", "hep-th", "cs.CV"],
+        [None] * 4,
+        np.zeros(4),
+        sources,
+        own,
+    )
+    by_file = breakdown["by_file"]
+    assert by_file["cs.csv"]["papers"] == 2 and by_file["cs.csv"]["micro_f1"] == 1.0
+    assert by_file["cs.csv"]["own_labels"]["labels"] == 2
+    # broad.csv: paper 2 gets cs.LG (wrong) and hep-th (right); paper 3 cs.CV (right) and
+    # misses hep-th: tp 2, fp 1, fn 1.
+    assert by_file["broad.csv"]["micro_f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert by_file["broad.csv"]["own_labels"]["labels"] == 3
+    single = by_field_and_time(
+        targets, scores, predicted, ["a", "b", "c"], ["a"] * 4, [None] * 4, np.zeros(4), ["x"] * 4
+    )
+    assert "by_file" not in single  # one file: nothing to compare
