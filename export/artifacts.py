@@ -178,11 +178,6 @@ def parse_labels(data: object, path: Path) -> LabelSet:
         raise ExportError(f"{path} {error}") from None
 
 
-def _is_number(value: object) -> bool:
-    """True for JSON numbers (bool is an int subclass in Python, but not a number here)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def read_papers(path: Path) -> tuple[Paper, ...]:
     """Titles and abstracts of the held-out test split (gzip JSON lines)."""
     papers = []

@@ -146,7 +146,7 @@ def classify(service: Service, paper: Paper, options: dict[str, object]) -> dict
     body = json.loads(answer["body"])
     if answer["statusCode"] != 200:
         return {"statusCode": answer["statusCode"], "error": body.get("message", "error")}
-    return {"statusCode": 200, **body["results"][0]}
+    return {"statusCode": 200, "result": body["results"][0]}
 
 
 def format_table(labels: list[dict]) -> str:
@@ -215,18 +215,16 @@ def main(argv: list[str] | None = None) -> int:
                 where = f"{paper.where}: " if paper.where else ""
                 print(f"error: {where}{outcome['error']}", file=sys.stderr)
                 continue
+            result = outcome["result"]
             if args.json:
                 record = {"id": paper.id} if paper.id else {}
-                record["labels"] = outcome["labels"]
-                if "low_confidence" in outcome:
-                    record["low_confidence"] = outcome["low_confidence"]
-                print(json.dumps(record, ensure_ascii=False))
+                print(json.dumps(record | result, ensure_ascii=False))
             else:
                 if paper.id:
                     title = str(paper.fields.get("title") or "").strip().replace("\n", " ")
                     print(f"{paper.id}: {title[:70] + ('…' if len(title) > 70 else '')}")
-                print(format_table(outcome["labels"]))
-                if outcome.get("low_confidence"):
+                print(format_table(result["labels"]))
+                if result.get("low_confidence"):
                     print("  (low confidence: the top score is below the model's line)")
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

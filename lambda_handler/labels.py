@@ -47,10 +47,6 @@ class LabelSet:
     low_confidence_below: float | None = None
     low_confidence: dict[str, object] = field(default_factory=dict)
 
-    @property
-    def codes(self) -> tuple[str, ...]:
-        return tuple(label.code for label in self.labels)
-
     def to_document(self) -> dict[str, object]:
         return {
             "format_version": FORMAT_VERSION,

@@ -47,7 +47,7 @@ class TfidfScorer:
     idf: np.ndarray  # float32 [features]
     indptr: np.ndarray  # int [features + 1]: row f's labels are label_ids[indptr[f]:indptr[f+1]]
     label_ids: np.ndarray  # unsigned int [nonzeros]
-    values: np.ndarray  # float16 [nonzeros], as stored (products are computed in float32)
+    values: np.ndarray  # float16 [nonzeros], as stored (products are computed in float64)
     intercept: np.ndarray  # float32 [labels]
 
     def __post_init__(self) -> None:

@@ -31,9 +31,8 @@ def top_label_right(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray
 def choose(targets: np.ndarray, scores: np.ndarray) -> dict[str, object]:
     """The low-confidence line (`top_score_below`, None if not offered) and its figures."""
     top, right = top_label_right(targets, scores)
-    auroc = float(roc_auc_score(right, top)) if 0 < right.sum() < len(right) else 0.5
     below = None
-    if auroc >= MIN_AUROC:
+    if separation(top, right) >= MIN_AUROC:
         order = np.argsort(top, kind="stable")
         precision = np.cumsum(right[order]) / np.arange(1, len(order) + 1)
         # A line just above paper k flags papers 0..k; ties in the top score move together.
@@ -44,20 +43,23 @@ def choose(targets: np.ndarray, scores: np.ndarray) -> dict[str, object]:
             k = ok[-1]
             upper = sorted_top[k + 1] if k + 1 < len(sorted_top) else 1.0
             below = round(float((sorted_top[k] + upper) / 2), 4)
-    return {"top_score_below": below, "validation": describe(targets, scores, below, auroc)}
+    return {"top_score_below": below, "validation": describe(targets, scores, below)}
+
+
+def separation(top: np.ndarray, right: np.ndarray) -> float:
+    """AUROC of the top score for telling right from wrong top labels (0.5 if all alike)."""
+    return float(roc_auc_score(right, top)) if 0 < right.sum() < len(right) else 0.5
 
 
 def describe(
-    targets: np.ndarray, scores: np.ndarray, below: float | None, auroc: float | None = None
+    targets: np.ndarray, scores: np.ndarray, below: float | None
 ) -> dict[str, float | int | None]:
     """How the line splits `scores`: share flagged and top-label precision on either side."""
     top, right = top_label_right(targets, scores)
-    if auroc is None:
-        auroc = float(roc_auc_score(right, top)) if 0 < right.sum() < len(right) else 0.5
     flagged = top < below if below is not None else np.zeros(len(top), dtype=bool)
     return {
         "papers": len(top),
-        "auroc": round(auroc, 4),
+        "auroc": round(separation(top, right), 4),
         "flagged_share": round(float(flagged.mean()), 4) if len(top) else 0.0,
         "precision_flagged": round(float(right[flagged].mean()), 4) if flagged.any() else None,
         "precision_rest": round(float(right[~flagged].mean()), 4) if (~flagged).any() else None,
