@@ -1,7 +1,8 @@
 """Run the probes (bench/probe.py, bench/keras_probe.py) in fresh processes and summarise them.
 
-Every figure comes from a subprocess: the built function in `python -I -S` (only the package and
-the standard library on its path, so Lambda's onnxruntime and numpy), Keras in this virtualenv.
+Every figure comes from a subprocess: the built function in the Lambda runtime's CPython 3.13
+with `-I -S` (only the package and the standard library on its path, so the onnxruntime and numpy
+that ship), Keras in this virtualenv.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Plan:
 
     function_dir: Path
     model_dir: Path | None  # None: the model bundled in the build
+    python: str  # the interpreter that runs the function (infra.runtime.lambda_python)
     papers: list[Paper]
     keras_model: Path | None = None
     requests: int = 1000
@@ -119,8 +121,8 @@ def function_env(plan: Plan) -> dict[str, str]:
     return {**plain_env(), **lambda_environment(plan.function_dir, overrides)}
 
 
-def isolated(*args: str) -> list[str]:
-    return [sys.executable, "-I", "-S", str(PROBE), *args]
+def isolated(plan: Plan, *args: str) -> list[str]:
+    return [plan.python, "-I", "-S", str(PROBE), *args]
 
 
 def spawned() -> str:
@@ -156,10 +158,10 @@ def serving(plan: Plan, workload_path: Path) -> dict[str, object]:
     event_path = plan.workdir / "cold_event.json"  # small: the cold start reads only this
     write_json_atomic(event_path, read_json(workload_path)["single_events"][0])
     cold = [
-        run_json(isolated("cold", function, str(event_path), spawned()), env)
+        run_json(isolated(plan, "cold", function, str(event_path), spawned()), env)
         for _ in range(plan.cold_starts)
     ]
-    warm = run_json(isolated("warm", function, str(workload_path)), env)
+    warm = run_json(isolated(plan, "warm", function, str(workload_path)), env)
     return {
         "cold": summarise_cold(cold),
         "single_ms": percentiles_ms(warm["single_handler_s"]),
@@ -182,7 +184,7 @@ def serving(plan: Plan, workload_path: Path) -> dict[str, object]:
 def options(plan: Plan, workload_path: Path) -> dict[str, object]:
     """Raw batch throughput under other session options and batch layouts, and an op profile."""
     return run_json(
-        isolated("options", str(plan.function_dir), str(workload_path)), function_env(plan)
+        isolated(plan, "options", str(plan.function_dir), str(workload_path)), function_env(plan)
     )
 
 
@@ -206,12 +208,12 @@ def keras(plan: Plan, workload_path: Path) -> dict[str, object]:
     }
 
 
-def interpreter_ms(runs: int = 10) -> float:
+def interpreter_ms(python: str, runs: int = 10) -> float:
     """Median wall time of `python -I -S -c pass` (start-up plus exit), for reference."""
     times = []
     for _ in range(runs):
         began = time.perf_counter()
-        subprocess.run([sys.executable, "-I", "-S", "-c", "pass"], check=True, env=plain_env())
+        subprocess.run([python, "-I", "-S", "-c", "pass"], check=True, env=plain_env())
         times.append(time.perf_counter() - began)
     return float(np.median(times) * 1000)
 
@@ -222,7 +224,7 @@ def measure(plan: Plan) -> dict[str, object]:
     write_json_atomic(workload_path, workload(plan))
     results: dict[str, object] = {"machine_before": machine()}
     results["serving"] = serving(plan, workload_path)
-    results["serving"]["interpreter_only_ms"] = interpreter_ms()
+    results["serving"]["interpreter_only_ms"] = interpreter_ms(plan.python)
     results["options"] = options(plan, workload_path)
     if plan.keras_model is not None:
         results["keras"] = keras(plan, workload_path)

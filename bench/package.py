@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,8 @@ BUNDLED_MODEL = Path("lambda_handler") / "model"
 
 
 def sam_build(workdir: Path) -> Path:
-    """`sam build` into `workdir` (offline, this Python for the Makefile); the function dir."""
+    """`sam build` into `workdir` (offline; this venv's pip, and LAMBDA_PYTHON for the bytecode,
+    as infra/Makefile reads it); the function dir."""
     beside_python = str(Path(sys.executable).parent)
     sam = shutil.which("sam", path=os.pathsep.join([beside_python, os.environ.get("PATH", "")]))
     if sam is None:
@@ -24,7 +26,7 @@ def sam_build(workdir: Path) -> Path:
         **os.environ,
         "SAM_CLI_TELEMETRY": "0",
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        "PYTHON": sys.executable,
+        "PIP": f"{shlex.quote(sys.executable)} -m pip",
     }
     build = workdir / "build"
     command = [sam, "build", "--template-file", str(TEMPLATE), "--build-dir", str(build)]

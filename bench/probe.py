@@ -3,7 +3,6 @@
     python -I -S bench/probe.py cold    FUNCTION_DIR EVENT.json SPAWNED_NS
     python -I -S bench/probe.py warm    FUNCTION_DIR WORKLOAD.json
     python -I -S bench/probe.py options FUNCTION_DIR WORKLOAD.json
-    python -I -S bench/probe.py raw     FUNCTION_DIR CANDIDATES.json
 
 As with infra/invoke_local.py (whose context and module check this reuses), the module path
 holds only the function directory and the standard library, so numpy and onnxruntime are the

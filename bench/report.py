@@ -202,14 +202,14 @@ def options_tables(options: Results) -> str:
 
 def setup(results: Results, context: dict[str, str]) -> str:
     serving, before, after = results["serving"], results["machine_before"], results["machine_after"]
-    tokens = serving["tokens"]
+    tokens, versions = serving["tokens"], serving["versions"]
     lines = [
         f"- model: {context['model']}",
         f"- papers: {context['papers']}: {tokens['n']:,} abstracts, tokens per paper p50 "
         f"{tokens['p50']:.0f}, p95 {tokens['p95']:.0f}, max {tokens['max']:.0f}",
         f"- machine: {describe(before, after)}",
-        f"- function: {context['function']}; Python {before['python']} (`-I -S`), onnxruntime "
-        f"{serving['versions']['onnxruntime']}, numpy {serving['versions']['numpy']}, "
+        f"- function: {context['function']}; Python {versions['python']} (`-I -S`), onnxruntime "
+        f"{versions['onnxruntime']}, numpy {versions['numpy']}, "
         f"ORT_NUM_THREADS={serving['threads']}",
     ]
     if "keras" in results:

@@ -25,6 +25,7 @@ from bench import findings, report
 from bench.measure import Plan, measure
 from bench.package import BUNDLED_MODEL, function_dir, sam_build
 from bench.papers import REPO, default_papers_path, read_papers
+from infra import runtime
 from lambda_handler.files import write_json_atomic
 
 DEFAULT_KERAS_MODEL = REPO / "artifacts" / "lstm.keras"
@@ -39,6 +40,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--keras-model", type=Path, help=f"Keras model (default {DEFAULT_KERAS_MODEL} if present)"
     )
     parser.add_argument("--build-dir", type=Path, help="an existing `sam build` output to use")
+    parser.add_argument(
+        "--python",
+        help=f"interpreter that runs the function (default ${runtime.ENV_VAR}, else python3.13)",
+    )
     parser.add_argument("--papers", type=Path, help="CSV or JSONL of papers (title, abstract)")
     parser.add_argument("--requests", type=int, default=1000, help="one-abstract requests")
     parser.add_argument("--cold-starts", type=int, default=10, help="fresh processes")
@@ -53,6 +58,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rerender", action="store_true", help="rewrite results.md/.png from results.json only"
     )
     args = parser.parse_args(argv)
+    if args.python is None and not args.rerender:
+        args.python = runtime.lambda_python()
+        if args.python is None:
+            parser.error(f"{runtime.missing_reason()}; or pass --python")
     if args.keras_model is None and DEFAULT_KERAS_MODEL.is_file():
         args.keras_model = DEFAULT_KERAS_MODEL
     return args
@@ -97,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = Plan(
             function_dir=function,
             model_dir=model_dir,
+            python=args.python,
             papers=papers,
             keras_model=args.keras_model,
             requests=args.requests,

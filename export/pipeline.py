@@ -36,10 +36,12 @@ from export.quantize import (
     quantize,
     scores_in_order,
 )
+from export.reference import REFERENCE_PAPERS, Reference
 from lambda_handler.files import staged_directory, write_bytes_atomic, write_json_atomic
 from lambda_handler.manifest import LABELS_FILE, MANIFEST_NAME, MODEL_FILE, TOKENIZER_FILE
 from lambda_handler.model import Classifier
 from lambda_handler.text import Tokenizer
+from lambda_handler.validation import MAX_DOCUMENTS
 from train.thresholds import micro_f1, predict_sets
 
 PRECISIONS = ("int8", "fp32")
@@ -53,6 +55,7 @@ class ExportResult:
 
     out: Path
     version: str
+    reference: Reference  # test papers with the scores the end-to-end gate verified
 
 
 def export_model(
@@ -150,7 +153,7 @@ def export_model(
             manifest_for(staging, artifacts, created, opset_used, served, gates),
         )
         verify_staged(staging, artifacts.tokenizer, sample, served_predict(sample))
-        end_to_end = measure_end_to_end(staging, artifacts, targets, kept, batch_size)
+        end_to_end, reference = measure_end_to_end(staging, artifacts, targets, kept, batch_size)
         logger.info(
             "end to end (the function's Classifier on the staged directory): label sets as in "
             "training for %.2f%% of %d papers, served micro-F1 %.4f",
@@ -163,7 +166,7 @@ def export_model(
         manifest = manifest_for(staging, artifacts, created, opset_used, served, gates)
         write_json_atomic(staging / MANIFEST_NAME, manifest)
         verify_model_dir(staging)
-    return ExportResult(out=out, version=manifest["model"]["version"])
+    return ExportResult(out=out, version=manifest["model"]["version"], reference=reference)
 
 
 def manifest_for(
@@ -199,10 +202,12 @@ def multi_hot(label_sets: Sequence[Sequence[str]], codes: Sequence[str]) -> np.n
 
 def measure_end_to_end(
     staging: Path, artifacts: Artifacts, targets: np.ndarray, kept: list[int], batch_size: int
-) -> EndToEndReport:
+) -> tuple[EndToEndReport, Reference]:
     """Load `staging` as the function does and classify the test papers in request-sized
-    batches; compare with the label sets training predicted for the served system."""
+    batches; compare with the label sets training predicted for the served system. The first
+    REFERENCE_PAPERS papers and their scores become the reference for the built package."""
     classifier = Classifier.load(staging)
+    batch_size = min(batch_size, MAX_DOCUMENTS)  # the function never scores a larger batch
     encoded = [
         classifier.encode(artifacts.papers[i].title, artifacts.papers[i].abstract) for i in kept
     ]
@@ -214,13 +219,29 @@ def measure_end_to_end(
     expected_scores = artifacts.predictions["served"][[kept[i] for i in present]]
     expected = predict_sets(expected_scores, artifacts.served_thresholds)
     actual = predict_sets(scores, classifier.thresholds)
-    return EndToEndReport(
+    report = EndToEndReport(
         papers=len(present),
         papers_without_content_words=len(encoded) - len(present),
         label_set_agreement=float(np.mean(np.all(expected == actual, axis=1))),
         max_abs_diff=float(np.max(np.abs(expected_scores - scores))),
         micro_f1=micro_f1(targets[present], actual),
     )
+    codes = [label.code for label in artifacts.labels]
+    sample = present[:REFERENCE_PAPERS]
+    reference = Reference(
+        model_version=classifier.info.version,
+        labels=tuple(codes),
+        batch_size=batch_size,
+        papers=tuple(
+            (artifacts.papers[kept[i]].title, artifacts.papers[kept[i]].abstract) for i in sample
+        ),
+        scores=scores[: len(sample)],
+        label_sets=tuple(
+            tuple(codes[j] for j in classifier.choose(row, len(codes)))
+            for row in scores[: len(sample)]
+        ),
+    )
+    return report, reference
 
 
 def manifest_metrics(artifacts: Artifacts) -> dict[str, object]:

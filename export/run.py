@@ -22,6 +22,7 @@ from export import ExportError
 from export.artifacts import load_artifacts
 from export.graph import MIN_OPSET
 from export.parity import BATCH_SIZE
+from export.reference import REFERENCE_FILE
 from export.upload import parse_s3_uri, upload_model_dir
 
 logger = logging.getLogger("export")
@@ -41,7 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--artifacts", type=Path, default=Path("artifacts"), help="train/run.py output"
     )
-    parser.add_argument("--reports", type=Path, default=Path("reports"), help="holds metrics.json")
+    parser.add_argument(
+        "--reports",
+        type=Path,
+        default=Path("reports"),
+        help=f"holds metrics.json; gets {REFERENCE_FILE}",
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("lambda_handler/model"), help="model directory to write"
     )
@@ -101,6 +107,13 @@ def run_export(args: argparse.Namespace) -> None:
         precision=args.precision,
     )
     logger.info("wrote %s (model version %s)", result.out, result.version)
+    reference_path = args.reports / REFERENCE_FILE
+    result.reference.save(reference_path)
+    logger.info(
+        "wrote %s (%d test papers and their served scores, for the package test)",
+        reference_path,
+        len(result.reference.papers),
+    )
 
 
 if __name__ == "__main__":

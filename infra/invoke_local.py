@@ -2,9 +2,10 @@
 `sam local invoke`).
 
     sam build                                   # in infra/ (see samconfig.toml)
-    python -I -S invoke_local.py .aws-sam/build/ClassifyFunction events/v2-classify-single.json
+    python3.13 -I -S invoke_local.py .aws-sam/build/ClassifyFunction events/v2-classify-single.json
 
-Run it with `-I -S`: the interpreter then adds neither the environment, the user's nor any
+Run it with a CPython 3.13, as the package holds cp313 wheels (infra/runtime.py finds one), and
+with `-I -S`: the interpreter then adds neither the environment, the user's nor any
 site-packages to the module path, and this script puts only the function directory in front
 of the standard library, as /var/task is on Lambda. numpy and onnxruntime therefore come from
 the build, never from a virtualenv; the last output line lists where every imported module came
@@ -17,7 +18,7 @@ the first answer is the cold start. Output is one JSON line per event,
 (which loads the model) and to the first answer, and where numpy and onnxruntime came from;
 the function's own log lines go to stderr, as they go to CloudWatch on Lambda.
 
-Unlike `sam local invoke` this uses the local CPython 3.11 and glibc, not Amazon Linux's, and has
+Unlike `sam local invoke` this uses the local CPython and glibc, not Amazon Linux 2023's, and has
 no boto3, so MODEL_S3_URI cannot be tried here. Standard library only.
 """
 
@@ -94,8 +95,8 @@ def lambda_environment(function_dir: Path, overrides: dict[str, str]) -> dict[st
 
 
 def module_origins(function_dir: Path) -> dict[str, object]:
-    """Where numpy and onnxruntime came from, and every imported module that came neither
-    from the function directory nor from the standard library."""
+    """The interpreter's version, where numpy and onnxruntime came from, and every imported
+    module that came neither from the function directory nor from the standard library."""
     outside = []
     for name, module in sorted(sys.modules.items()):
         file = getattr(module, "__file__", None)
@@ -105,11 +106,10 @@ def module_origins(function_dir: Path) -> dict[str, object]:
         if not (path.is_relative_to(function_dir) or is_stdlib(path)):
             outside.append(name)
     packages = {name: sys.modules.get(name) for name in ("numpy", "onnxruntime")}
+    versions = {name: getattr(module, "__version__", None) for name, module in packages.items()}
     return {
         "files": {name: getattr(module, "__file__", None) for name, module in packages.items()},
-        "versions": {
-            name: getattr(module, "__version__", None) for name, module in packages.items()
-        },
+        "versions": {"python": sys.version.split()[0], **versions},
         "outside_function_dir": outside,
     }
 

@@ -28,9 +28,11 @@ from conftest import SERVING_FILES
 from keras import layers
 
 import export.pipeline
+from export.reference import REFERENCE_FILE, REFERENCE_PAPERS, Reference
 from export.run import main
 from lambda_handler.combiner import Combiner
 from lambda_handler.files import sha256_file
+from lambda_handler.model import Classifier
 from lambda_handler.text import Tokenizer, english_stopwords, pad, words
 from lambda_handler.tfidf import TfidfScorer, ngrams
 from train import lstm
@@ -345,6 +347,32 @@ def test_labels_and_tokenizer_follow_the_contract(exported: Path, training_run: 
     }
     trained = Tokenizer.load(training_run / "artifacts" / "tokenizer.json")
     assert Tokenizer.load(exported / "tokenizer.json") == trained
+
+
+def test_reference_holds_test_papers_with_the_scores_the_function_gives(
+    exported: Path, training_run: Path
+) -> None:
+    """reports/served_reference.json.gz: what the built package is held to (test_infra_build)."""
+    reference = Reference.load(training_run / "reports" / REFERENCE_FILE)
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert reference.model_version == manifest["model"]["version"]
+    with gzip.open(training_run / "artifacts" / "test_split.jsonl.gz", "rt") as lines:
+        papers = [json.loads(line) for line in lines]
+    assert 0 < len(reference.papers) <= REFERENCE_PAPERS
+    assert reference.papers == tuple(
+        (p["title"], p["abstract"]) for p in papers[: len(reference.papers)]
+    )
+    assert reference.labels == tuple(label["code"] for label in LABELS)
+    assert reference.batch_size == 64
+    classifier = Classifier.load(exported)
+    for rows in reference.batches():
+        encoded = [classifier.encode(*reference.papers[i]) for i in rows]
+        scores = classifier.predict(encoded)
+        expected = reference.scores[rows.start : rows.stop]
+        np.testing.assert_allclose(scores, expected, rtol=0, atol=5e-8 + 1e-9)
+        for row, codes in zip(scores, reference.label_sets[rows.start : rows.stop], strict=True):
+            chosen = classifier.choose(row, len(LABELS))
+            assert codes == tuple(reference.labels[i] for i in chosen)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ the parity gate, the manifest and the artifact parsers."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from export.parity import (
     measure_parity,
     singles_by_length,
 )
+from export.reference import Reference, ReferenceError
 from lambda_handler.files import sha256_file
 from lambda_handler.manifest import REQUIRED_FILES
 from train.thresholds import predict_sets
@@ -370,3 +372,50 @@ def test_labels_are_validated(document: dict, message: str) -> None:
         parse_labels(document, Path("artifacts/labels.json"))
     assert str(raised.value).startswith("artifacts/labels.json")
     assert message in str(raised.value)
+
+
+def small_reference() -> Reference:
+    return Reference(
+        model_version="2026.12.02-0123abcd",
+        labels=("cs.CV", "hep-th"),
+        batch_size=2,
+        papers=(("A title", "An abstract"), ("", "Another, with ü and 'quotes'"), ("T", "x")),
+        scores=np.array([[0.1, 0.9], [1 / 3, 2 / 3], [0.5, 4e-8]], dtype=np.float32),
+        label_sets=(("hep-th",), ("hep-th", "cs.CV"), ("cs.CV",)),
+    )
+
+
+def test_reference_round_trips_scores_to_seven_decimals(tmp_path: Path) -> None:
+    reference = small_reference()
+    reference.save(tmp_path / "r.json.gz")
+    loaded = Reference.load(tmp_path / "r.json.gz")
+    np.testing.assert_allclose(loaded.scores, reference.scores, rtol=0, atol=5e-8 + 1e-9)
+    assert loaded.scores[2, 1] == 0  # 4e-8 rounds to 0 at 7 decimals
+    assert loaded.scores.dtype == np.float64
+    assert (loaded.papers, loaded.label_sets) == (reference.papers, reference.label_sets)
+    assert [list(rows) for rows in loaded.batches()] == [[0, 1], [2]]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, r"no reference file .*: run python export/run.py"),
+        (b"not gzip", r"is not gzipped JSON"),
+        (gzip.compress(b'{"format_version": 9}'), r"is not a format 1 reference file"),
+        (gzip.compress(b'{"format_version": 1, "labels": []}'), r"is malformed: KeyError"),
+    ],
+)
+def test_bad_reference_files_fail_in_one_line(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "r.json.gz"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ReferenceError, match=message):
+        Reference.load(path)
+
+
+def test_reference_refuses_scores_that_do_not_fit_its_papers() -> None:
+    good = small_reference()
+    with pytest.raises(ReferenceError, match=r"shape \(2, 2\), expected \(3, 2\)"):
+        Reference(**{**vars(good), "scores": good.scores[:2]})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import invoke_local, make_events
+from infra import check_package, invoke_local, make_events, runtime
 
 yaml = pytest.importorskip("yaml")
 
@@ -105,14 +105,34 @@ def parameter_defaults(template: dict) -> dict[str, str]:
 # --- template.yaml ---------------------------------------------------------------------------
 
 
-def test_function_runs_the_handler_on_python_311_x86(function: dict):
+def makefile_variables() -> dict[str, str]:
+    """The plain `NAME = value` assignments of infra/Makefile."""
+    text = (INFRA / "Makefile").read_text()
+    return dict(re.findall(r"^([A-Z_0-9a-z]+) = (.*)$", text, re.M))
+
+
+def test_function_runs_the_handler_on_python_313(template: dict, function: dict):
     properties = function["Properties"]
     assert function["Type"] == "AWS::Serverless::Function"
     assert properties["Handler"] == "lambda_handler.app.handler"
     assert (REPO / "lambda_handler" / "app.py").is_file()
-    # The Makefile installs cp311 manylinux2014 x86_64 wheels: runtime and architecture match.
-    assert properties["Runtime"] == "python3.11"
-    assert properties["Architectures"] == ["x86_64"]
+    assert properties["Runtime"] == "python3.13"
+    # The Makefile installs wheels for the runtime's CPython, and the tests run that version.
+    version = properties["Runtime"].removeprefix("python")
+    assert makefile_variables()["RUNTIME_PYTHON"] == version
+    assert "{}.{}".format(*runtime.RUNTIME_PYTHON) == version
+
+
+def test_architecture_is_a_parameter_that_the_makefile_can_build(template: dict, function: dict):
+    architecture = template["Parameters"]["Architecture"]
+    assert architecture["Default"] == "x86_64"
+    assert function["Properties"]["Architectures"] == [{"Ref": "Architecture"}]
+    variables = makefile_variables()
+    for value in architecture["AllowedValues"]:
+        platform = variables[f"WHEEL_PLATFORM_{value}"]
+        machine = {"x86_64": "x86_64", "arm64": "aarch64"}[value]
+        assert platform == f"manylinux_2_28_{machine}", platform
+    assert set(architecture["AllowedValues"]) == {"x86_64", "arm64"}
 
 
 def test_package_is_built_from_lambda_handler_by_the_makefile(function: dict):
@@ -123,9 +143,9 @@ def test_package_is_built_from_lambda_handler_by_the_makefile(function: dict):
     target = re.search(r"^build-ClassifyFunction:\n((?:\t.*\n)+)", makefile, re.M)
     assert target, "infra/Makefile needs a build-ClassifyFunction target"
     for flag in (
-        "--platform manylinux2014_x86_64",
+        "--platform $(WHEEL_PLATFORM)",
         "--only-binary=:all:",
-        "--python-version 3.11",
+        "--python-version $(RUNTIME_PYTHON)",
         "--implementation cp",
     ):
         assert flag in makefile
@@ -332,3 +352,43 @@ def test_problems_reports_wrong_status_error_code_and_result_count():
     refused = answer(400, {"error": "invalid_request"})
     assert make_events.problems({"status": 400, "error": "invalid_json"}, refused)
     assert make_events.problems({"status": 200}, {"statusCode": 200})
+
+
+# --- infra/check_package.py -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def native_library() -> Path:
+    """A real x86_64 shared library of this venv (numpy's core extension)."""
+    numpy = pytest.importorskip("numpy")
+    found = sorted(Path(numpy.__file__).parent.glob("_core/_multiarray_umath*.so"))
+    assert found
+    return found[0]
+
+
+def test_package_check_names_the_symbol_that_needs_a_newer_glibc(
+    tmp_path: Path, native_library: Path
+):
+    (tmp_path / "lib").mkdir()
+    copy = tmp_path / "lib" / native_library.name
+    copy.write_bytes(native_library.read_bytes())
+    elf = check_package.read_elf(copy.read_bytes())
+    assert elf is not None and elf.machine == check_package.MACHINES["x86_64"]
+    symbol, (major, minor) = elf.newest_glibc()
+    assert check_package.problems(tmp_path, "x86_64", glibc=(major, minor)) == []
+    assert check_package.problems(tmp_path, "x86_64", glibc=(major, minor - 1)) == [
+        f"lib/{copy.name}: {symbol} needs GLIBC_{major}.{minor}, newer than the runtime's "
+        f"{major}.{minor - 1}"
+    ]
+    assert check_package.problems(tmp_path, "arm64", glibc=(major, minor)) == [
+        f"lib/{copy.name}: built for x86_64, not arm64"
+    ]
+
+
+def test_package_check_refuses_a_directory_without_native_code(tmp_path: Path):
+    (tmp_path / "app.py").write_text("print('no ELF here')\n")
+    (tmp_path / "fake.so").write_bytes(b"not an ELF file")
+    assert check_package.read_elf(b"not an ELF file") is None
+    [problem] = check_package.problems(tmp_path, "x86_64")
+    assert "no ELF file at all" in problem
+    assert check_package.main([str(tmp_path)]) == 1

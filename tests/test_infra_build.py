@@ -1,18 +1,18 @@
-"""`sam validate --lint` and `sam build` of infra/template.yaml, then every sample event against
-the built function in a fresh, isolated Python process (the stand-in for `sam local invoke`,
-which needs Docker).
+"""`sam validate --lint` and `sam build` of infra/template.yaml, then the built function run as
+Lambda's python3.13 runtime would run it: every sample event, and the export's reference papers,
+in a fresh, isolated CPython 3.13 (the stand-in for `sam local invoke`, which needs Docker). The
+arm64 build, which this machine cannot run, is checked statically.
 
-The build goes to a temporary directory; nothing is written to the repository. Until a trained
-model is committed in lambda_handler/model/, the test model from conftest.py is copied into the
-built function, where the bundled model would be.
+The interpreter comes from $LAMBDA_PYTHON (infra/runtime.py; `.ci/run` sets it); tests that
+need it are skipped, with the reason, without one. Builds go to a temporary directory; nothing is
+written to the repository. Until a trained model is committed in lambda_handler/model/, the test
+model from conftest.py is copied into the built function, where the bundled model would be.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -20,18 +20,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from infra import make_events
+from export.reference import REFERENCE_FILE, Reference
+from infra import check_package, make_events, runtime
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "infra" / "template.yaml"
+MAKEFILE = REPO / "infra" / "Makefile"
 INVOKE_LOCAL = REPO / "infra" / "invoke_local.py"
+REFERENCE = REPO / "reports" / REFERENCE_FILE
 PACKAGE_TARGET_MB = 130  # Lambda refuses more than 250 MB unzipped
-# The python3.11 runtime runs on Amazon Linux 2: shared libraries must not need a newer glibc.
-LAMBDA_GLIBC = (2, 26)
+SCORE_TOLERANCE = 1e-5  # the API rounds scores to 6 decimals
 NEVER_PACKAGED = {"train", "tests", "export", "bench", "artifacts", "infra", "docs", "data"}
 
 
@@ -40,18 +43,28 @@ def sam_executable() -> str | None:
     return shutil.which("sam", path=os.pathsep.join([beside_python, os.environ.get("PATH", "")]))
 
 
-def sam(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the SAM CLI offline: no telemetry, a region, this Python (3.11) for the Makefile."""
-    env = {
+def build_env(**extra: str) -> dict[str, str]:
+    """This environment (LAMBDA_PYTHON included), offline SAM, and this venv's pip for make."""
+    return {
         **os.environ,
         "SAM_CLI_TELEMETRY": "0",
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        "PYTHON": shlex.quote(sys.executable),
+        "PIP": f"{shlex.quote(sys.executable)} -m pip",
+        **extra,
     }
+
+
+def sam(*args: str, cwd: Path, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run the SAM CLI offline with build_env(**env)."""
     executable = sam_executable()
     assert executable
     return subprocess.run(
-        [executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [executable, *args],
+        cwd=cwd,
+        env=build_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -69,16 +82,24 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def function_dir(workdir: Path, serving_model_dir: Path) -> Path:
-    """`sam build` into a temporary directory; the built ClassifyFunction, with a model."""
-    build, cache = workdir / "build", workdir / "cache"
+def lambda_python() -> str:
+    """The CPython 3.13 that stands in for Lambda's runtime."""
+    found = runtime.lambda_python()
+    if found is None:
+        pytest.skip(runtime.missing_reason())
+    return found
+
+
+def sam_build(workdir: Path, name: str, serving_model_dir: Path, *args: str, **env: str) -> Path:
+    """`sam build` into workdir/name; the built ClassifyFunction, with a model."""
+    build, cache = workdir / name, workdir / f"{name}-cache"
     done = sam(
         "build", "--template-file", str(TEMPLATE), "--build-dir", str(build),
-        "--cache-dir", str(cache), cwd=workdir,
+        "--cache-dir", str(cache), *args, cwd=workdir, **env,
     )  # fmt: skip
     assert done.returncode == 0, (
-        "sam build failed. The package targets the python3.11 Lambda platform "
-        "(manylinux2014 x86_64 wheels), so every pin in lambda_handler/requirements.txt needs "
+        "sam build failed. The package targets Lambda's python3.13 (CPython 3.13 "
+        "manylinux_2_28 wheels), so every pin in lambda_handler/requirements.txt needs "
         f"such a wheel:\n{tail(done)}"
     )
     built = build / "ClassifyFunction"
@@ -86,6 +107,21 @@ def function_dir(workdir: Path, serving_model_dir: Path) -> Path:
     if not (model / "manifest.json").is_file():
         shutil.copytree(serving_model_dir, model)
     return built
+
+
+@pytest.fixture(scope="module")
+def function_dir(workdir: Path, serving_model_dir: Path) -> Path:
+    """The default (x86_64) build."""
+    return sam_build(workdir, "build", serving_model_dir)
+
+
+@pytest.fixture(scope="module")
+def arm64_function_dir(workdir: Path, serving_model_dir: Path) -> Path:
+    """The Graviton build, made as the README says."""
+    return sam_build(
+        workdir, "build-arm64", serving_model_dir,
+        "--parameter-overrides", "Architecture=arm64", LAMBDA_ARCH="arm64",
+    )  # fmt: skip
 
 
 def test_template_passes_sam_validate_lint(workdir: Path):
@@ -110,44 +146,99 @@ def test_package_holds_only_the_handler_and_its_dependencies(function_dir: Path)
     assert size <= PACKAGE_TARGET_MB, f"the unzipped package is {size:.0f} MB"
 
 
-def test_bytecode_is_fresh_and_valid_whatever_the_file_dates(function_dir: Path):
-    """Every .pyc is unchecked-hash for this CPython and matches its source: Lambda uses it even
-    though `sam deploy` zips every file with the date 1980-01-01."""
-    sources = list((function_dir / "lambda_handler").rglob("*.py"))
-    assert sources
-    for source in sources:
-        compiled = Path(importlib.util.cache_from_source(str(source)))
-        assert compiled.is_file(), f"no bytecode for {source.relative_to(function_dir)}"
-    for compiled in function_dir.rglob("*.pyc"):
-        header = compiled.read_bytes()[:16]
-        where = compiled.relative_to(function_dir)
-        assert header[:4] == importlib.util.MAGIC_NUMBER, f"{where} is for another Python"
-        assert int.from_bytes(header[4:8], "little") == 0b01, f"{where} is not unchecked-hash"
+BYTECODE_CHECK = """
+import importlib.util, json, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+problems = []
+for source in sorted((root / "lambda_handler").rglob("*.py")):
+    if not Path(importlib.util.cache_from_source(str(source))).is_file():
+        problems.append(f"no bytecode for {source.relative_to(root)}")
+compiled_files = sorted(root.rglob("*.pyc"))
+for compiled in compiled_files:
+    header, where = compiled.read_bytes()[:16], compiled.relative_to(root)
+    if header[:4] != importlib.util.MAGIC_NUMBER:
+        problems.append(f"{where} is for another Python")
+    elif int.from_bytes(header[4:8], "little") != 0b01:
+        problems.append(f"{where} is not unchecked-hash")
+    else:
         source = Path(importlib.util.source_from_cache(str(compiled)))
-        assert header[8:16] == importlib.util.source_hash(source.read_bytes()), f"{where} is stale"
+        if header[8:16] != importlib.util.source_hash(source.read_bytes()):
+            problems.append(f"{where} is stale")
+print(json.dumps({"compiled": len(compiled_files), "problems": problems}))
+"""
 
 
-def glibc_needed(library: Path) -> tuple[int, int]:
-    """The newest GLIBC_2.x symbol version a shared library refers to."""
-    versions = re.findall(rb"GLIBC_2\.(\d+)", library.read_bytes())
-    return max(((2, int(minor)) for minor in versions), default=(2, 0))
+def test_bytecode_is_for_python_313_and_valid_whatever_the_file_dates(
+    function_dir: Path, lambda_python: str
+):
+    """Every .pyc is unchecked-hash for CPython 3.13 and matches its source, so Lambda uses it
+    although `sam deploy` zips every file with the date 1980-01-01. (The build found the same
+    interpreter through LAMBDA_PYTHON.)"""
+    done = subprocess.run(
+        [lambda_python, "-I", "-S", "-c", BYTECODE_CHECK, str(function_dir)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    found = json.loads(done.stdout)
+    assert found["compiled"] > 100, "the package has (almost) no bytecode"
+    assert found["problems"] == []
 
 
-def test_native_libraries_load_on_amazon_linux_2(function_dir: Path):
-    libraries = [path for path in function_dir.rglob("*.so*") if path.is_file()]
-    assert libraries
-    too_new = {
-        str(path.relative_to(function_dir)): "{}.{}".format(*needed)
-        for path in libraries
-        if (needed := glibc_needed(path)) > LAMBDA_GLIBC
-    }
-    assert not too_new, f"these need a newer glibc than Lambda python3.11's 2.26: {too_new}"
+def test_native_libraries_are_x86_64_and_load_on_amazon_linux_2023(function_dir: Path):
+    assert check_package.problems(function_dir, "x86_64") == []
 
 
-def invoke(function_dir: Path, events: list[Path]) -> tuple[list[dict], dict, float]:
+def test_trimmed_package_leaves_out_what_the_function_never_loads(function_dir: Path):
+    assert not list(function_dir.glob("onnxruntime/capi/libonnxruntime.so*"))
+    for unused in ("onnxruntime/quantization", "onnxruntime/tools", "numpy/f2py"):
+        assert not (function_dir / unused).exists(), unused
+    assert not list((function_dir / "numpy").rglob("tests"))
+    assert not list((function_dir / "numpy").rglob("*.pyi"))
+
+
+def test_arm64_build_holds_only_aarch64_code_for_amazon_linux_2023(arm64_function_dir: Path):
+    assert check_package.problems(arm64_function_dir, "arm64") == []
+    assert list(arm64_function_dir.glob("onnxruntime/capi/*aarch64-linux-gnu.so"))
+    assert (arm64_function_dir / "lambda_handler" / "model" / "manifest.json").is_file()
+    size = directory_mb(arm64_function_dir)
+    assert size <= PACKAGE_TARGET_MB, f"the unzipped arm64 package is {size:.0f} MB"
+
+
+def make_build(tmp_path: Path, requirements: str, **env: str) -> subprocess.CompletedProcess:
+    """infra/Makefile's target run as SAM runs it, on a one-file source directory."""
+    source, artifacts = tmp_path / "source", tmp_path / "artifacts"
+    source.mkdir()
+    (source / "requirements.txt").write_text(requirements)
+    return subprocess.run(
+        ["make", "--makefile", str(MAKEFILE), "build-ClassifyFunction"],
+        cwd=source,
+        env=build_env(ARTIFACTS_DIR=str(artifacts), **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_missing_wheel_fails_the_build_in_one_line(workdir: Path, tmp_path: Path):
+    done = make_build(tmp_path, "onnxruntime==0.0.1\n", LAMBDA_ARCH="arm64")
+    assert done.returncode != 0
+    assert done.stderr.splitlines()[0] == (
+        "error: no CPython 3.13 wheel of onnxruntime==0.0.1 for manylinux_2_28_aarch64"
+    ), done.stderr
+
+
+def test_an_unknown_architecture_fails_the_build_in_one_line(workdir: Path, tmp_path: Path):
+    done = make_build(tmp_path, "numpy==2.4.6\n", LAMBDA_ARCH="sparc")
+    assert done.returncode != 0
+    first = done.stderr.splitlines()[0]
+    assert first == "error: LAMBDA_ARCH must be x86_64 or arm64, got 'sparc'", done.stderr
+    assert not (tmp_path / "artifacts").exists()
+
+
+def invoke(python: str, function_dir: Path, events: list[Path]) -> tuple[list[dict], dict, float]:
     """Run infra/invoke_local.py in a fresh `python -I -S`; (answers, runtime report, wall s)."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    command = [sys.executable, "-I", "-S", str(INVOKE_LOCAL), str(function_dir), *map(str, events)]
+    command = [python, "-I", "-S", str(INVOKE_LOCAL), str(function_dir), *map(str, events)]
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     wall = time.perf_counter() - started
@@ -156,12 +247,15 @@ def invoke(function_dir: Path, events: list[Path]) -> tuple[list[dict], dict, fl
     return lines[:-1], lines[-1]["runtime"], wall
 
 
-def test_every_event_gets_its_expected_answer_from_the_built_function(function_dir: Path):
+def test_every_event_gets_its_expected_answer_from_the_built_function(
+    function_dir: Path, lambda_python: str
+):
     expected = json.loads((make_events.EVENTS_DIR / make_events.EXPECTED_FILE).read_text())
     events = sorted(make_events.EVENTS_DIR / name for name in expected)
-    answers, runtime, wall = invoke(function_dir, events)
+    answers, report, wall = invoke(lambda_python, function_dir, events)
 
-    modules = runtime["modules"]
+    assert report["python"].startswith("3.13."), report["python"]
+    modules = report["modules"]
     for package in ("numpy", "onnxruntime"):
         origin = Path(modules["files"][package])
         assert origin.is_relative_to(function_dir), f"{package} came from {origin}"
@@ -175,8 +269,59 @@ def test_every_event_gets_its_expected_answer_from_the_built_function(function_d
     }
     assert not failures
     print(
-        f"\ncold start from {function_dir}: import+load {runtime['import_and_load_ms']:.0f} ms, "
-        f"first answer {runtime['script_to_first_answer_ms']:.0f} ms after the script started, "
+        f"\ncold start from {function_dir}: import+load {report['import_and_load_ms']:.0f} ms, "
+        f"first answer {report['script_to_first_answer_ms']:.0f} ms after the script started, "
         f"{len(answers)} events in {wall:.2f} s wall (process included); "
         f"unzipped size {directory_mb(function_dir):.0f} MB"
+    )
+
+
+def classify_event(path: Path, papers: list[tuple[str, str]], **options: object) -> Path:
+    """An HTTP API event POSTing `papers` as one batch to /classify, written to `path`."""
+    documents = [{"title": title, "abstract": abstract} for title, abstract in papers]
+    body = json.dumps({"documents": documents, **options})
+    path.write_text(json.dumps(make_events.http_api_v2(path.stem, "POST", "/classify", body)))
+    return path
+
+
+def test_built_package_reproduces_the_scores_the_export_verified(
+    function_dir: Path, lambda_python: str, tmp_path: Path
+):
+    """The export's reference papers through the built handler, on CPython 3.13 with the
+    package's own onnxruntime and numpy: every score within 1e-5 of what the export's
+    end-to-end gate saw, and the same label set for every paper."""
+    reference = Reference.load(REFERENCE)
+    manifest = function_dir / "lambda_handler" / "model" / "manifest.json"
+    version = json.loads(manifest.read_text())["model"]["version"]
+    assert reference.model_version == version, (
+        f"{REFERENCE.relative_to(REPO)} is for model {reference.model_version}, but the package "
+        f"bundles {version}: python export/run.py writes both"
+    )
+    assert len(reference.papers) >= 500
+    everything = len(reference.labels)
+    events = []
+    for number, rows in enumerate(reference.batches()):
+        papers = [reference.papers[i] for i in rows]
+        scored = tmp_path / f"scores-{number}.json"
+        events.append(classify_event(scored, papers, top_k=everything, threshold=0))
+        events.append(classify_event(tmp_path / f"labels-{number}.json", papers, top_k=everything))
+    answers, _, _ = invoke(lambda_python, function_dir, events)
+    assert [answer["response"]["statusCode"] for answer in answers] == [200] * len(events)
+    scores, label_sets = [], []
+    for all_scores, chosen in zip(answers[::2], answers[1::2], strict=True):
+        for result in json.loads(all_scores["response"]["body"])["results"]:
+            row = {label["label"]: label["score"] for label in result["labels"]}
+            scores.append([row[code] for code in reference.labels])
+        for result in json.loads(chosen["response"]["body"])["results"]:
+            label_sets.append(tuple(label["label"] for label in result["labels"]))
+    difference = np.abs(np.asarray(scores) - reference.scores)
+    paper, label = np.unravel_index(difference.argmax(), difference.shape)
+    assert difference.max() <= SCORE_TOLERANCE, (
+        f"paper {paper}, {reference.labels[label]}: |Δscore| {difference.max():.2e}"
+    )
+    differing = [i for i, codes in enumerate(label_sets) if codes != reference.label_sets[i]]
+    assert differing == [], f"{len(differing)} papers get another label set, e.g. {differing[:5]}"
+    print(
+        f"\n{len(scores)} reference papers on {lambda_python}: max |Δscore| "
+        f"{difference.max():.1e}, the same label set for every paper"
     )
