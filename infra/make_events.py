@@ -318,6 +318,11 @@ def error(status: int, code: str) -> dict:
     return {"status": status, "error": code}
 
 
+def page(content_type: str) -> dict:
+    """200 with a body of this media type instead of JSON."""
+    return {"status": 200, "content_type": content_type}
+
+
 def catalogue() -> dict[str, tuple[EventMaker, dict]]:
     """File name -> (event builder taking the file name, expected answer)."""
     single, batch = dumps(single_request()), dumps(batch_request())
@@ -337,6 +342,8 @@ def catalogue() -> dict[str, tuple[EventMaker, dict]]:
         ),
         "v2-labels.json": (v2("GET", "/labels"), ok()),
         "v2-health.json": (v2("GET", "/health"), ok()),
+        "v2-openapi.json": (v2("GET", "/openapi.json"), ok()),
+        "v2-page.json": (v2("GET", "/"), page("text/html")),
         "v2-error-400-invalid-json.json": (
             v2("POST", "/classify", single[:-40]),
             error(400, "invalid_json"),
@@ -415,6 +422,13 @@ def problems(expectation: dict, response: object) -> list[str]:
     status = response.get("statusCode")
     if status != expectation["status"]:
         found.append(f"status {status}, expected {expectation['status']}")
+    media_type = expectation.get("content_type", "application/json")
+    headers = response.get("headers")
+    content_type = str(headers.get("Content-Type", "")) if isinstance(headers, dict) else ""
+    if content_type.split(";")[0] != media_type:
+        found.append(f"content type {content_type!r}, expected {media_type}")
+    if media_type != "application/json":
+        return found
     try:
         body = json.loads(response["body"])
     except ValueError:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 MAX_BODY_BYTES = 1 << 20
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
-KNOWN_PATHS = ("/classify", "/labels", "/health")
+KNOWN_PATHS = ("/classify", "/labels", "/health", "/openapi.json", "/")
 
 
 class ApiError(Exception):

@@ -1,13 +1,16 @@
-"""Routing and the three endpoints: POST /classify, GET /labels, GET /health.
+"""Routing and the endpoints: POST /classify, GET /labels, GET /health, and the static
+GET /openapi.json and GET / (`pages.py`).
 
 The router is built once per container around a loaded classifier (or the reason there is
-none); /labels and /health answers are serialised at that point.
+none); /labels and /health answers are serialised at that point. The static answers do not
+need the model, so they are served even when it failed to load.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lambda_handler import pages
 from lambda_handler.api import ApiError, Request, Response, json_response, read_json
 from lambda_handler.model import Classifier
 from lambda_handler.validation import ClassifyRequest, parse_classify
@@ -16,6 +19,8 @@ ALLOWED_METHODS: dict[str, tuple[str, ...]] = {
     "/classify": ("POST", "OPTIONS"),
     "/labels": ("GET", "OPTIONS"),
     "/health": ("GET", "OPTIONS"),
+    "/openapi.json": ("GET", "OPTIONS"),
+    "/": ("GET", "OPTIONS"),
 }
 
 
@@ -80,6 +85,8 @@ class Router:
         path, method = request.path, request.method
         if allowed and method == "OPTIONS":
             return Response(204, headers={"Allow": ", ".join(allowed)}), 0
+        if method == "GET" and path in pages.ROUTES:
+            return pages.ROUTES[path](), 0
         if self.classifier is None:
             return (self._health if path == "/health" else self._unavailable), 0
         if allowed is None:

@@ -164,7 +164,12 @@ def make_server(service: Service, host: str = "127.0.0.1", port: int = 3000) -> 
             error = "not_implemented" if code == 501 else "invalid_request"
             self._reply_error(code, error, message or explain or "bad request")
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _forward
+        def __getattr__(self, name: str) -> object:
+            """`do_<METHOD>` for every method, TRACE or made-up ones included: the function
+            answers them (405 with an Allow header) as behind API Gateway."""
+            if name.startswith("do_"):
+                return self._forward
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: object) -> None:
             """Silenced: the service already logs one JSON line per request."""

@@ -7,9 +7,13 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import os
 import random
+import re
 import shutil
-from collections.abc import Callable, Sequence
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -478,3 +482,31 @@ def _serving_body(body: object, base64_body: bool) -> tuple[str | None, bool]:
         raw = data.encode("utf-8") if isinstance(data, str) else data
         return base64.b64encode(raw).decode("ascii"), True
     return (data.decode("utf-8") if isinstance(data, bytes) else data), False
+
+
+def start_local_server(*args: str, **popen: object) -> tuple[subprocess.Popen, str]:
+    """`python -m lambda_handler.serve --port 0 ARGS` as a user starts it, and the line it
+    prints once listening."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "LOG_LEVEL": "WARNING"}
+    env.pop("MODEL_DIR", None), env.pop("MODEL_S3_URI", None)
+    command = [sys.executable, "-m", "lambda_handler.serve", "--port", "0", *args]
+    process = subprocess.Popen(
+        command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        **popen,
+    )  # fmt: skip
+    return process, process.stderr.readline()
+
+
+@pytest.fixture(scope="session")
+def shipped_server() -> Iterator[str]:
+    """The local server with the committed model, on a free loopback port: its base URL."""
+    process, line = start_local_server()
+    try:
+        found = re.search(r"serving (http://127\.0\.0\.1:\d+)/ \(model arxiv-classifier ", line)
+        assert found, f"the server did not start with the shipped model: {line!r}"
+        yield found.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        process.stderr.close()

@@ -109,6 +109,8 @@ def check_answer(answer: object, body: object = None) -> int:
         data = json.loads(answer["body"])
         assert isinstance(data["error"], str) and isinstance(data["message"], str)
         assert "Traceback" not in answer["body"]
+    elif answer["headers"].get("Content-Type", "").startswith("text/html"):
+        assert status == 200 and answer["body"].startswith("<!doctype html>")  # the page at /
     elif status == 200:
         data = json.loads(answer["body"])
         for result in data.get("results", []):

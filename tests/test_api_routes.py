@@ -251,7 +251,7 @@ def test_options_preflight_gets_204_with_allow(serving_service, fmt, path, allow
 
 @FORMATS
 def test_unknown_path_is_404(serving_service, fmt):
-    for path in ("/", "/classifyx", "/v1/predict"):
+    for path in ("/index.html", "/classifyx", "/v1/predict"):
         status, data, _ = call(serving_service, fmt, "GET", path)
         assert (status, data["error"]) == (404, "not_found")
 

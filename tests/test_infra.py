@@ -18,7 +18,8 @@ yaml = pytest.importorskip("yaml")
 
 REPO = Path(__file__).resolve().parents[1]
 INFRA = REPO / "infra"
-ROUTES = {("POST", "/classify"), ("GET", "/labels"), ("GET", "/health")}
+OPENAPI = json.loads((REPO / "lambda_handler" / "openapi.json").read_text(encoding="utf-8"))
+ROUTES = {(method.upper(), path) for path, item in OPENAPI["paths"].items() for method in item}
 ERROR_CLASSES = {
     "400-invalid-json",
     "400-bad-base64",
@@ -341,9 +342,10 @@ def test_events_get_their_expected_answers_from_the_handler(
     assert not failures
 
 
-def test_problems_reports_wrong_status_error_code_and_result_count():
+def test_problems_reports_wrong_status_error_code_content_type_and_result_count():
     def answer(status: int, body: dict) -> dict:
-        return {"statusCode": status, "headers": {}, "body": json.dumps(body)}
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        return {"statusCode": status, "headers": headers, "body": json.dumps(body)}
 
     good = answer(200, {"results": [{"labels": [{"label": "cs.LG", "score": 0.9}]}]})
     assert make_events.problems({"status": 200, "results": 1}, good) == []
@@ -352,6 +354,10 @@ def test_problems_reports_wrong_status_error_code_and_result_count():
     refused = answer(400, {"error": "invalid_request"})
     assert make_events.problems({"status": 400, "error": "invalid_json"}, refused)
     assert make_events.problems({"status": 200}, {"statusCode": 200})
+    assert make_events.problems({"status": 200, "content_type": "text/html"}, good)
+    html = {"statusCode": 200, "headers": {"Content-Type": "text/html"}, "body": "<p>"}
+    assert make_events.problems({"status": 200, "content_type": "text/html"}, html) == []
+    assert make_events.problems({"status": 200}, {**good, "headers": {}})
 
 
 # --- infra/check_package.py -------------------------------------------------------------------
