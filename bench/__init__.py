@@ -7,4 +7,5 @@
 - `python bench/reliability.py`: runs `pytest -m reliability` and writes reliability.md from
   what the tests `figures.record`.
 - `python bench/training.py`: the training run's time, memory and test quality.
+- `python bench/bulk.py`: the local bulk run's papers/s with 1 and 2 workers, and peak memory.
 """

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from lambda_handler import pages
 from lambda_handler.api import ApiError, Request, Response, json_response, read_json
 from lambda_handler.model import Classifier
@@ -47,8 +49,6 @@ class Router:
             )
             return
         labels = classifier.labels
-        self._codes = [label.code for label in labels]
-        self._names = [label.name for label in labels]
         self._model = classifier.info.to_dict()
         self._health = json_response(
             200, {"status": "ok", "model": self._model, "labels": len(labels)}
@@ -99,7 +99,7 @@ class Router:
                 {"Allow": ", ".join(allowed)},
             )
         if path == "/classify":
-            request_body = parse_classify(read_json(request), len(self._codes))
+            request_body = parse_classify(read_json(request), len(self.classifier.labels))
             return self._classify(request_body), len(request_body.documents)
         return (self._labels if path == "/labels" else self._health), 0
 
@@ -122,14 +122,27 @@ class Router:
         scores = classifier.predict(papers)
         results = []
         for document, row in zip(request.documents, scores, strict=True):
-            values = row.tolist()
-            chosen = classifier.choose(row, request.top_k, request.threshold).tolist()
             result: dict[str, object] = {} if document.id is None else {"id": document.id}
-            result["labels"] = [
-                {"label": self._codes[i], "name": self._names[i], "score": round(values[i], 6)}
-                for i in chosen
-            ]
-            if classifier.low_confidence_below is not None:
-                result["low_confidence"] = classifier.is_low_confidence(row)
-            results.append(result)
+            results.append(result | paper_answer(classifier, row, request.top_k, request.threshold))
         return json_response(200, {"model": self._model, "results": results})
+
+
+def paper_answer(
+    classifier: Classifier, scores: np.ndarray, top_k: int, threshold: float | None
+) -> dict[str, object]:
+    """One paper's `labels` (and `low_confidence`) from its scores, as the API and bulk runs
+    answer them."""
+    values = scores.tolist()
+    answer: dict[str, object] = {
+        "labels": [
+            {
+                "label": classifier.labels[i].code,
+                "name": classifier.labels[i].name,
+                "score": round(values[i], 6),
+            }
+            for i in classifier.choose(scores, top_k, threshold).tolist()
+        ]
+    }
+    if classifier.low_confidence_below is not None:
+        answer["low_confidence"] = classifier.is_low_confidence(scores)
+    return answer

@@ -34,7 +34,7 @@ def fetch_model(uri: str, cache_root: str | Path, client: Any = None) -> Path:
     """Local directory holding a verified copy of the model at `uri`; downloads what is missing."""
     bucket, prefix = parse_s3_uri(uri)
     if client is None:
-        client = _default_client()
+        client = default_client()
     raw_manifest = _get_bytes(client, bucket, _key(prefix, MANIFEST_NAME))
     manifest = Manifest.parse(raw_manifest)
     target = Path(cache_root) / _cache_name(manifest, raw_manifest)
@@ -50,7 +50,7 @@ def fetch_model(uri: str, cache_root: str | Path, client: Any = None) -> Path:
     return target
 
 
-def _default_client() -> Any:
+def default_client() -> Any:
     """An S3 client; boto3 reads credentials, region and AWS_ENDPOINT_URL(_S3) itself."""
     import boto3
     from botocore.config import Config

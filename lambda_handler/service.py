@@ -13,7 +13,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 
-from lambda_handler import logs
+from lambda_handler import bulk, logs
 from lambda_handler.api import ApiError, json_response, parse_event
 from lambda_handler.manifest import ModelError
 from lambda_handler.model import Classifier
@@ -86,7 +86,10 @@ class Service:
         return cls(Router(None, reason))
 
     def handle(self, event: object, context: object = None) -> dict[str, object]:
-        """Answer one Lambda event with an API Gateway proxy response; never raises."""
+        """Answer one Lambda event with an API Gateway proxy response; never raises. A Step
+        Functions Distributed Map batch goes to `handle_batch` instead."""
+        if bulk.is_batch_event(event):
+            return self.handle_batch(event, context)  # type: ignore[arg-type]
         started = time.perf_counter()
         cold, self.cold_start = self.cold_start, False
         request_id = _request_id(event, context)
@@ -131,6 +134,27 @@ class Service:
             ),
         )
         return response
+
+    def handle_batch(self, event: dict, context: object = None) -> dict[str, object]:
+        """`{"results": [...]}`, one per item (bulk.py). Raises when the model is unavailable
+        or the event is no batch, so that Step Functions retries the batch or counts it
+        failed instead of recording answers that are not there."""
+        started = time.perf_counter()
+        cold, self.cold_start = self.cold_start, False
+        if self.classifier is None:
+            raise RuntimeError(f"the model is unavailable: {self.failure}")
+        answer = bulk.handle_batch(self.classifier, event)
+        results = answer["results"]
+        logs.log_event(
+            logging.INFO,
+            "batch",
+            request_id=_request_id(event, context),
+            items=len(results),
+            failed=sum("error" in result for result in results),
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            cold_start=cold,
+        )
+        return answer
 
 
 def _request_id(event: object, context: object) -> str:

@@ -44,10 +44,10 @@ def parse_classify(payload: object, n_labels: int) -> ClassifyRequest:
         raise ApiError(400, "invalid_request", "the request must be a JSON object")
     batch = "documents" in payload
     _refuse_unknown(payload, BATCH_FIELDS if batch else SINGLE_FIELDS, "")
-    top_k = _top_k(payload.get("top_k"), n_labels)
-    threshold = _threshold(payload.get("threshold"))
+    top_k = parse_top_k(payload.get("top_k"), n_labels)
+    threshold = parse_threshold(payload.get("threshold"))
     if not batch:
-        return ClassifyRequest((_document(payload, ""),), top_k, threshold)
+        return ClassifyRequest((parse_document(payload, ""),), top_k, threshold)
     items = payload["documents"]
     if not isinstance(items, list) or not items:
         raise ApiError(
@@ -65,11 +65,11 @@ def parse_classify(payload: object, n_labels: int) -> ClassifyRequest:
         if not isinstance(item, dict):
             raise ApiError(400, "invalid_request", f"documents[{index}] must be an object")
         _refuse_unknown(item, DOCUMENT_FIELDS, where)
-        documents.append(_document(item, where))
+        documents.append(parse_document(item, where))
     return ClassifyRequest(tuple(documents), top_k, threshold, is_batch=True)
 
 
-def _document(fields: dict, where: str) -> Document:
+def parse_document(fields: dict, where: str) -> Document:
     """One paper's id, title and abstract, with the abstract's emptiness and length checked."""
     doc_id, title, abstract = fields.get("id"), fields.get("title"), fields.get("abstract")
     if doc_id is not None and not isinstance(doc_id, str):
@@ -102,7 +102,8 @@ def _refuse_unknown(fields: dict, allowed: frozenset[str], where: str) -> None:
         )
 
 
-def _top_k(value: object, n_labels: int) -> int:
+def parse_top_k(value: object, n_labels: int) -> int:
+    """`top_k` as given, or the default; ApiError unless an integer from 1 to n_labels."""
     if value is None:
         return min(DEFAULT_TOP_K, n_labels)
     if type(value) is not int or not 1 <= value <= n_labels:
@@ -110,7 +111,8 @@ def _top_k(value: object, n_labels: int) -> int:
     return value
 
 
-def _threshold(value: object) -> float | None:
+def parse_threshold(value: object) -> float | None:
+    """`threshold` as a float, or None for the labels' own; ApiError unless within [0, 1]."""
     if value is None:
         return None
     # The range check also refuses NaN and infinities, and never overflows on huge integers.

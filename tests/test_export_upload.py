@@ -3,14 +3,10 @@ by an ordinary boto3 client (nothing in boto3 is patched)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from export import ExportError
 from export.manifest import build_manifest
@@ -22,38 +18,6 @@ from lambda_handler.manifest import REQUIRED_FILES
 MODEL_FILES = {
     name: b"\x08\x09onnx-bytes" if name == "model.onnx" else b"{}" for name in REQUIRED_FILES
 }
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """URL of a moto S3 server started for this module on 127.0.0.1."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch):
-    """A boto3 S3 client for the server; the environment points every other client there too."""
-    for name, value in {
-        "AWS_ENDPOINT_URL": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return boto3.client("s3")
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    """A new empty bucket."""
-    name = f"models-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture

@@ -19,40 +19,7 @@ from lambda_handler.s3_model import fetch_model, parse_s3_uri
 from lambda_handler.service import Service
 from lambda_handler.settings import Settings
 
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
-
 ABSTRACT = "We train convolutional neural networks for object detection in images."
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """A moto S3 server on 127.0.0.1 and a free port, for this module."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint, monkeypatch):
-    """Fake credentials and the endpoint in the environment; an S3 client for test setup."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "MODEL_S3_URI"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
-    return boto3.client("s3", endpoint_url=s3_endpoint)
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    name = f"models-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def upload(s3, bucket: str, prefix: str, model_dir: Path) -> str:

@@ -1,0 +1,112 @@
+"""Bulk classification: records in, one result per record out, whatever the records hold.
+
+The semantics of a Step Functions Distributed Map batch (infra/statemachine/bulk.asl.json),
+used by the Lambda function for such events and by the local run (`bulk_run.py`) alike:
+
+- an item is `{"index": n, "record": r}`, where r is a JSON Lines object
+  (`{"id", "title", "abstract"}`; other fields are ignored) or a row of a Kaggle CSV
+  (`titles`, `summaries`, `terms`);
+- the result of item n is `{"index": n, "id": ..., "labels": [...], "low_confidence": ...}`,
+  or `{"index": n, "id": ..., "error": code, "message": text}` with the API's error codes;
+- items in = results out, in order: one bad record never fails or shortens the batch.
+
+    python -m lambda_handler.bulk INPUT OUTPUT_DIR    # the local run; see bulk_run.py
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+
+from lambda_handler.api import ApiError
+from lambda_handler.model import Classifier, Encoded
+from lambda_handler.routes import paper_answer
+from lambda_handler.validation import (
+    MAX_DOCUMENTS,
+    parse_document,
+    parse_threshold,
+    parse_top_k,
+)
+
+BATCH_KEYS = frozenset({"Items", "BatchInput"})
+# Field names of a record: JSON Lines, else the Kaggle CSV's columns.
+TITLE_FIELDS, ABSTRACT_FIELDS = ("title", "titles"), ("abstract", "summaries")
+
+
+def is_batch_event(event: object) -> bool:
+    """Whether a Lambda event is a Distributed Map ItemBatcher batch."""
+    return isinstance(event, dict) and "Items" in event and set(event) <= BATCH_KEYS
+
+
+def handle_batch(classifier: Classifier, event: Mapping[str, object]) -> dict[str, object]:
+    """`{"results": [...]}` for an ItemBatcher event; a malformed item becomes its error result."""
+    items = event.get("Items")
+    options = event.get("BatchInput")
+    if not isinstance(items, list):
+        raise ValueError("Items must be a list")  # not a batch the state machine could send
+    pairs = [
+        (item.get("index"), item.get("record")) if isinstance(item, dict) else (position, item)
+        for position, item in enumerate(items)
+    ]
+    options = options if isinstance(options, dict) else {}
+    return {"results": classify(classifier, pairs, options.get("top_k"), options.get("threshold"))}
+
+
+def classify(
+    classifier: Classifier,
+    items: Sequence[tuple[object, object]],
+    top_k: object = None,
+    threshold: object = None,
+) -> list[dict[str, object]]:
+    """One result per `(index, record)`, in order; the records' papers are scored together."""
+    results: list[dict[str, object]] = []
+    try:
+        top_k, threshold = parse_top_k(top_k, len(classifier.labels)), parse_threshold(threshold)
+    except ApiError as error:  # the run's options are wrong: every item says so
+        return [failure(index, record, error) for index, record in items]
+    papers: list[tuple[int, Encoded]] = []
+    for index, record in items:
+        try:
+            papers.append((len(results), encode(classifier, record)))
+            results.append({"index": index, "id": record_id(record)})
+        except ApiError as error:
+            results.append(failure(index, record, error))
+    for start in range(0, len(papers), MAX_DOCUMENTS):
+        group = papers[start : start + MAX_DOCUMENTS]
+        scores = classifier.predict([encoded for _, encoded in group])
+        for (position, _), row in zip(group, scores, strict=True):
+            results[position] |= paper_answer(classifier, row, top_k, threshold)
+    return results
+
+
+def encode(classifier: Classifier, record: object) -> Encoded:
+    """A record's paper as the models read it; ApiError naming what is wrong with it."""
+    if not isinstance(record, dict):
+        raise ApiError(400, "invalid_request", "a record must be a JSON object")
+    fields = {
+        name: next((record[f] for f in aliases if record.get(f) is not None), None)
+        for name, aliases in (("title", TITLE_FIELDS), ("abstract", ABSTRACT_FIELDS))
+    }
+    document = parse_document(fields, "")
+    encoded = classifier.encode(document.title, document.abstract)
+    if encoded is None:
+        raise ApiError(400, "no_content_words", "the abstract has no content words")
+    return encoded
+
+
+def record_id(record: object) -> object:
+    """The record's `id` when it is a string or an integer, else None."""
+    if not isinstance(record, dict):
+        return None
+    value = record.get("id")
+    return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def failure(index: object, record: object, error: ApiError) -> dict[str, object]:
+    return {"index": index, "id": record_id(record), "error": error.code, "message": error.message}
+
+
+if __name__ == "__main__":
+    from lambda_handler.bulk_run import main
+
+    sys.exit(main())
