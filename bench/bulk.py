@@ -1,18 +1,18 @@
 """Benchmark the local bulk run: papers/s with 1 and 2 workers, peak memory, and the time for a
 million abstracts extrapolated from it.
 
-    python bench/bulk.py [--papers 100000] [--source CSV] [--workers 1 2]
+    python bench/bulk.py [--papers 100000] [--source CSV_OR_JSONL] [--workers 1 2]
 
 Writes a JSON Lines input of `--papers` records by repeating the real abstracts of `--source`
-(default $ARXIV_SAMPLE_CSV), then times `python -m lambda_handler.bulk` on it, in a fresh
-output directory per run, with the committed model. Peak RSS is the largest sum over the
+(default $ARXIV_SAMPLE_CSV, else artifacts/test_split.jsonl.gz, as for bench/run.py), then
+times `python -m lambda_handler.bulk` on it, in a fresh output directory per run, with the
+committed model. Peak RSS is the largest sum over the
 process tree (parent and workers), sampled from /proc every 0.1 s.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -21,16 +21,19 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.papers import REPO, default_papers_path, read_papers
 
 
 def write_input(source: Path, papers: int, path: Path) -> None:
-    with open(source, newline="", encoding="utf-8") as handle:
-        rows = [(row["titles"], row["summaries"]) for row in csv.DictReader(handle)]
+    """`papers` JSON Lines records, cycling through the real papers of `source`."""
+    rows = read_papers(source)
     with open(path, "w", encoding="utf-8") as out:
         for n in range(papers):
-            title, abstract = rows[n % len(rows)]
-            out.write(json.dumps({"id": f"p{n}", "title": title, "abstract": abstract}) + "\n")
+            paper = rows[n % len(rows)]
+            out.write(json.dumps({"id": f"p{n}", **paper.to_dict()}) + "\n")
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -73,11 +76,10 @@ def time_run(input_path: Path, workers: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--papers", type=int, default=100_000)
-    parser.add_argument("--source", type=Path, default=os.environ.get("ARXIV_SAMPLE_CSV"))
+    parser.add_argument("--source", type=Path, help="CSV or JSONL of real papers")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
-    if args.source is None:
-        parser.error("give --source or set ARXIV_SAMPLE_CSV to a Kaggle-format CSV")
+    args.source = args.source or default_papers_path()
     with tempfile.TemporaryDirectory(prefix="bulk-input-") as folder:
         input_path = Path(folder) / "papers.jsonl"
         write_input(args.source, args.papers, input_path)
