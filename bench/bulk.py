@@ -1,9 +1,9 @@
 """Benchmark the local bulk run: papers/s with 1 and 2 workers, peak memory, and the time for a
 million abstracts extrapolated from it.
 
-    python bench/bulk.py [--papers 100000] [--source CSV_OR_JSONL] [--workers 1 2]
+    python bench/bulk.py [--records 100000] [--papers CSV_OR_JSONL] [--workers 1 2]
 
-Writes a JSON Lines input of `--papers` records by repeating the real abstracts of `--source`
+Writes a JSON Lines input of `--records` records by repeating the real abstracts of `--papers`
 (default $ARXIV_SAMPLE_CSV, else artifacts/test_split.jsonl.gz, as for bench/run.py), then
 times `python -m lambda_handler.bulk` on it, in a fresh output directory per run, with the
 committed model. Peak RSS is the largest sum over the
@@ -75,15 +75,15 @@ def time_run(input_path: Path, workers: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--papers", type=int, default=100_000)
-    parser.add_argument("--source", type=Path, help="CSV or JSONL of real papers")
+    parser.add_argument("--records", type=int, default=100_000, help="records to classify")
+    parser.add_argument("--papers", type=Path, help="CSV or JSONL of real papers to repeat")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
-    args.source = args.source or default_papers_path()
+    args.papers = args.papers or default_papers_path()
     with tempfile.TemporaryDirectory(prefix="bulk-input-") as folder:
         input_path = Path(folder) / "papers.jsonl"
-        write_input(args.source, args.papers, input_path)
-        print(f"input: {args.papers:,} records from {args.source} ({os.cpu_count()} CPUs)")
+        write_input(args.papers, args.records, input_path)
+        print(f"input: {args.records:,} records from {args.papers} ({os.cpu_count()} CPUs)")
         print("| workers | papers | seconds | papers/s | peak RSS (MB) | 1 million papers |")
         print("|---|---|---|---|---|---|")
         for workers in args.workers:
