@@ -1,7 +1,8 @@
 """int8 LSTM and the gates on the served system: what ships must answer as training measured.
 
 `quantize` applies onnxruntime's dynamic quantization to the fp32 graph: the LSTM weights
-become int8 per channel (`DynamicQuantizeLSTM`). `served_scores` runs the served
+become int8 per channel (`DynamicQuantizeLSTM`), in 7 bits so that every CPU computes the same
+integers (see `MAX_WEIGHT`). `served_scores` runs the served
 system as the function does (LSTM through onnxruntime, numpy baseline, combiner), so the
 quantization gate compares int8 with fp32 *as served*, thresholds included.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 
 from export import ExportError
 from export.graph import FORBIDDEN_OPS, Predict, all_nodes
@@ -30,6 +32,12 @@ from train.thresholds import micro_f1, predict_sets
 QUANTIZED_OPS = ("LSTM",)
 PER_CHANNEL = True
 QUANTIZED_LSTM_OP = "DynamicQuantizeLSTM"
+# x86 CPUs without VNNI (AVX2 only, e.g. AMD Zen 3) multiply uint8 activations by int8 weights
+# with vpmaddubsw, which saturates a pair's sum at 32,767; 255 * 127 * 2 overflows it, so 8-bit
+# weights answered differently there (max |Δ| 0.028 on the served scores, measured 2026-12-03)
+# than on the AVX-512 VNNI machine that exported them. 7-bit weights (onnxruntime's
+# `reduce_range`) keep 255 * 64 * 2 below it on every CPU.
+MAX_WEIGHT = 64
 MIN_LABEL_SET_AGREEMENT = 0.995
 MAX_MICRO_F1_DROP = 0.002
 BATCH_SIZE = 64
@@ -52,17 +60,36 @@ def quantize(fp32: bytes) -> bytes:
                 op_types_to_quantize=list(QUANTIZED_OPS),
                 weight_type=QuantType.QInt8,
                 per_channel=PER_CHANNEL,
+                reduce_range=True,
             )
         finally:
             root.setLevel(level)
         int8 = target.read_bytes()
-    op_types = {node.op_type for node in all_nodes(onnx.load_from_string(int8).graph)}
+    graph = onnx.load_from_string(int8).graph
+    op_types = {node.op_type for node in all_nodes(graph)}
     if QUANTIZED_LSTM_OP not in op_types or op_types.intersection(FORBIDDEN_OPS):
         raise ExportError(
             f"the quantized graph has no {QUANTIZED_LSTM_OP} op (or has a Loop/Scan): "
             f"{', '.join(sorted(op_types))}"
         )
+    check_weight_range(graph)
     return int8
+
+
+def check_weight_range(graph: onnx.GraphProto) -> None:
+    """Refuse int8 LSTM weights beyond ±`MAX_WEIGHT`, which some CPUs would saturate."""
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    for node in all_nodes(graph):
+        if node.op_type != QUANTIZED_LSTM_OP:
+            continue
+        for name in node.input[1:3]:  # the input and the recurrent weights
+            weights = onnx.numpy_helper.to_array(initializers[name]).astype(np.int16)
+            largest = int(np.abs(weights).max(initial=0))
+            if largest > MAX_WEIGHT:
+                raise ExportError(
+                    f"{node.name}: int8 weights {name} reach {largest} > "
+                    f"{MAX_WEIGHT}: CPUs without VNNI would saturate them and answer differently"
+                )
 
 
 def scores_in_order(

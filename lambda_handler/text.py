@@ -99,9 +99,9 @@ class Tokenizer:
     def __post_init__(self) -> None:
         if self.max_length < 1:
             raise ValueError(f"max_length must be positive, got {self.max_length}")
-        if len(set(self.vocabulary)) != len(self.vocabulary):
+        ids = dict(zip(self.vocabulary, range(FIRST_WORD_ID, self.size), strict=True))
+        if len(ids) != len(self.vocabulary):
             raise ValueError("vocabulary holds duplicate tokens")
-        ids = {token: index + FIRST_WORD_ID for index, token in enumerate(self.vocabulary)}
         object.__setattr__(self, "_ids", ids)
 
     @property
@@ -177,9 +177,9 @@ class Tokenizer:
             data.get("stopwords"),
             data.get("max_length"),
         )
-        if not isinstance(vocabulary, list) or not all(isinstance(t, str) for t in vocabulary):
+        if not isinstance(vocabulary, list) or not set(map(type, vocabulary)) <= {str}:
             raise ValueError("tokenizer vocabulary must be a list of strings")
-        if not isinstance(stopwords, list) or not all(isinstance(t, str) for t in stopwords):
+        if not isinstance(stopwords, list) or not set(map(type, stopwords)) <= {str}:
             raise ValueError("tokenizer stopwords must be a list of strings")
         if not isinstance(max_length, int) or isinstance(max_length, bool):
             raise ValueError("tokenizer max_length must be an integer")

@@ -9,7 +9,7 @@ import pytest
 from conftest import TOPICS
 
 from lambda_handler.text import english_stopwords, words
-from lambda_handler.tfidf import CHUNK, TfidfScorer, ngrams
+from lambda_handler.tfidf import ARRAYS, CHUNK, TfidfScorer, ngrams
 from train.baseline import BaselineConfig, BaselineModel
 from train.data import multi_hot, prepare
 
@@ -60,18 +60,46 @@ def test_saved_model_reloads_and_scores_identically_without_scikit_learn(tmp_pat
 
 def test_pruning_drops_small_weights_and_keeps_the_rest_in_float16():
     coef = np.array([[0.5, -0.01, 0.0], [0.02, -2.0, 0.3]], dtype=np.float32)  # [labels, features]
-    scorer = TfidfScorer.from_dense(["a", "b", "c"], 1, np.ones(3), coef, np.zeros(2), 0.05)
+    scorer = TfidfScorer.from_dense(
+        ["a", "b", "c"], 1, np.ones(3), coef, np.zeros(2), 0.05, dense_share=0.9
+    )
     assert scorer.indptr.tolist() == [0, 1, 2, 3]  # one kept weight per feature
     assert scorer.label_ids.tolist() == [0, 1, 1]
     assert scorer.values.tolist() == [0.5, -2.0, np.float32(np.float16(0.3))]
+    assert scorer.dense_features.size == 0 and scorer.n_weights == 3
+
+
+def test_features_with_weights_for_many_labels_become_int16_rows_with_a_scale():
+    coef = np.array(
+        [[0.5, 0.0, 3.0], [0.02, 1.0, -7.0], [0.3, 0.0, 0.2], [-0.4, 0.0, 0.0]], dtype=np.float32
+    )  # [4 labels, 3 features]: "a" and "c" keep weights for at least half of the labels
+    scorer = TfidfScorer.from_dense(
+        ["a", "b", "c"], 1, np.ones(3), coef, np.zeros(4), 0.05, dense_share=0.5
+    )
+    assert scorer.terms == ("a", "b", "c")
+    assert scorer.dense_features.tolist() == [0, 2]
+    assert scorer.indptr.tolist() == [0, 0, 1, 1]  # only "b" keeps a sparse row
+    assert scorer.label_ids.tolist() == [1] and scorer.values.tolist() == [1.0]
+    assert scorer.dense.dtype == np.int16 and scorer.n_weights == 7
+    weights = scorer.dense * scorer.dense_scale[:, None]
+    expected = np.where(np.abs(coef.T[[0, 2]]) >= 0.05, coef.T[[0, 2]], 0.0)
+    np.testing.assert_allclose(weights, expected, atol=7.0 / 2**16)  # half a step of the row's
+    assert np.abs(scorer.dense).max() == np.iinfo(np.int16).max
+
+
+def coefficients(scorer: TfidfScorer) -> np.ndarray:
+    """The stored weights as one `[features, labels]` float64 matrix, sparse and dense rows."""
+    coef = np.zeros((len(scorer.terms), scorer.n_labels))
+    rows = np.repeat(np.arange(len(coef)), np.diff(scorer.indptr))
+    coef[rows, scorer.label_ids] = scorer.values
+    coef[scorer.dense_features] = scorer.dense * scorer.dense_scale.astype(np.float64)[:, None]
+    return coef
 
 
 def string_ngram_logits(scorer: TfidfScorer, documents: list[list[str]]) -> np.ndarray:
     """The definition the scorer must match: scikit-learn's n-gram strings, counted one by one."""
     column = {term: i for i, term in enumerate(scorer.terms)}
-    coef = np.zeros((len(column), scorer.n_labels))
-    rows = np.repeat(np.arange(len(column)), np.diff(scorer.indptr))
-    coef[rows, scorer.label_ids] = scorer.values
+    coef = coefficients(scorer)
     out = np.tile(scorer.intercept.astype(np.float64), (len(documents), 1))
     for row, document in enumerate(documents):
         tf = np.zeros(len(column))
@@ -83,10 +111,16 @@ def string_ngram_logits(scorer: TfidfScorer, documents: list[list[str]]) -> np.n
     return out
 
 
-def test_batched_word_id_scoring_equals_string_ngrams_and_single_papers():
+@pytest.mark.parametrize("dense_share", [0.0, 0.6, 2.0])  # all dense, mixed, all sparse
+def test_batched_word_id_scoring_equals_string_ngrams_and_single_papers(dense_share):
     documents, targets = corpus()
-    model = BaselineModel(BaselineConfig(min_df=1), n_jobs=1).fit(documents, targets)
-    scorer = model.scorer
+    config = BaselineConfig(min_df=1, dense_share=dense_share)
+    scorer = BaselineModel(config, n_jobs=1).fit(documents, targets).scorer
+    n_features = len(scorer.terms)
+    assert len(scorer.dense_features) == {0.0: n_features, 2.0: 0}.get(
+        dense_share, len(scorer.dense_features)
+    )
+    assert dense_share != 0.6 or 0 < len(scorer.dense_features) < n_features
     # Repeated grams, unknown words inside and between known ones, an empty paper, and papers
     # whose last and first words form a known bigram across the batch boundary.
     papers = [
@@ -112,10 +146,7 @@ def test_batched_word_id_scoring_equals_string_ngrams_and_single_papers():
 def test_features_must_be_sorted_distinct_word_id_grams():
     scorer = TfidfScorer.from_dense(["b", "a b", "a"], 2, np.ones(3), np.ones((1, 3)), [0.0])
     assert scorer.terms == ("a", "b", "a b")  # stored in gram-key order
-    arrays = {
-        name: getattr(scorer, name)
-        for name in ("grams", "idf", "indptr", "label_ids", "values", "intercept")
-    }
+    arrays = {name: getattr(scorer, name) for name in ARRAYS}
     for grams, message in [
         (scorer.grams[::-1], "sorted by their gram key"),
         (np.array([[0, -1], [0, -1], [0, 1]]), "distinct"),
@@ -126,6 +157,26 @@ def test_features_must_be_sorted_distinct_word_id_grams():
             TfidfScorer(scorer.words, np.asarray(grams, np.int32), *list(arrays.values())[1:])
     with pytest.raises(ValueError, match="space-separated words"):
         TfidfScorer.from_dense(["a  b"], 2, np.ones(1), np.ones((1, 1)), [0.0])
+
+
+def test_dense_rows_must_name_distinct_features_without_sparse_weights():
+    coef = np.array([[1.0, 0.0, 2.0], [1.0, 0.0, 0.0]], dtype=np.float32)
+    scorer = TfidfScorer.from_dense(["a", "b", "c"], 1, np.ones(3), coef, np.zeros(2), 0.5, 1.0)
+    assert scorer.dense_features.tolist() == [0] and scorer.indptr.tolist() == [0, 0, 0, 1]
+    arrays = {name: getattr(scorer, name) for name in ARRAYS}
+    two_rows = np.zeros((2, 2), np.int16), np.ones(2, np.float32)
+    for changes, message in [
+        ({"dense_features": np.array([2], np.int32)}, "also has sparse weights"),
+        ({"dense_features": np.array([3], np.int32)}, "ascending, distinct"),
+        ({"dense_features": np.array([1, 1], np.int32), "dense": two_rows[0],
+          "dense_scale": two_rows[1]}, "ascending, distinct"),
+        ({"dense": np.zeros((1, 3), np.int16)}, "one row of 2 labels"),
+        ({"dense_scale": np.array([np.nan], np.float32)}, "finite"),
+        ({"values": np.array([np.inf], np.float16)}, "finite"),
+        ({"values": np.array([-np.nan], np.float16)}, "finite"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            TfidfScorer(scorer.words, **(arrays | changes))
 
 
 def test_weights_file_is_never_unpickled():

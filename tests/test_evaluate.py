@@ -5,6 +5,7 @@ import pytest
 
 from train import confidence
 from train.evaluate import by_field_and_time
+from train.report import weak_archive_reasons
 
 
 def top_label_papers(right: list[bool], top_scores: list[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -75,3 +76,33 @@ def test_each_input_file_is_scored_on_all_labels_and_on_its_own_labels():
         targets, scores, predicted, ["a", "b", "c"], ["a"] * 4, [None] * 4, np.zeros(4), ["x"] * 4
     )
     assert "by_file" not in single  # one file: nothing to compare
+
+
+def test_each_archive_says_where_its_wrong_top_labels_went():
+    labels = ["cs.LG", "math.ST", "stat.ML", "stat.ME"]
+    targets = np.array([[0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0]], np.float32)
+    scores = np.array(  # top labels: cs.LG (wrong), stat.ML (wrong), stat.ML (right), math.ST
+        [[0.9, 0.1, 0.2, 0.1], [0.1, 0.2, 0.8, 0.3], [0.1, 0.1, 0.9, 0.1], [0.1, 0.9, 0.1, 0.1]],
+        np.float32,
+    )
+    primaries = ["stat.ML", "stat.ME", "stat.ML", "math.ST"]
+    breakdown = by_field_and_time(
+        targets, scores, scores >= 0.5, labels, primaries, [None] * 4, np.zeros(4)
+    )
+    assert breakdown["by_archive"]["stat"]["wrong_top"] == {
+        "papers": 2,
+        "in_other_archives": 1,
+        "commonest": [{"label": "cs.LG", "papers": 1}, {"label": "stat.ML", "papers": 1}],
+    }
+    assert breakdown["by_archive"]["math"]["wrong_top"]["papers"] == 0
+    archives = {
+        "stat": {**breakdown["by_archive"]["stat"], "papers": 318},
+        "math": {**breakdown["by_archive"]["math"], "papers": 150},
+    }
+    (lead, _, line, _) = weak_archive_reasons(archives, ["stat", "math"])
+    assert lead.startswith("Where the wrong top labels went, for those with 200+ test papers")
+    assert line == (
+        "- **stat** (318 test papers, P@1 0.333): 2 wrong top labels, 50% of them in another "
+        "archive; the commonest cs.LG (1), stat.ML (1)."
+    )
+    assert weak_archive_reasons({"math": archives["math"]}, ["math"]) == []  # too few papers

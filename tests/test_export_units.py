@@ -24,6 +24,7 @@ from export.parity import (
     measure_parity,
     singles_by_length,
 )
+from export.quantize import MAX_WEIGHT, check_weight_range, quantize
 from export.reference import Reference, ReferenceError
 from lambda_handler.files import sha256_file
 from lambda_handler.manifest import REQUIRED_FILES
@@ -145,6 +146,29 @@ def test_all_nodes_walks_into_subgraphs() -> None:
     branch = helper.make_node("If", ["cond"], [], then_branch=scan, else_branch=scan)
     graph = helper.make_graph([helper.make_node("Relu", [], []), branch], "outer", [], [])
     assert [node.op_type for node in all_nodes(graph)] == ["Relu", "If", "Scan", "Scan"]
+
+
+def test_int8_lstm_weights_keep_to_seven_bits_so_no_cpu_saturates() -> None:
+    """8-bit weights would be refused: without VNNI, x86 saturates uint8-by-int8 pair sums."""
+    int8 = onnx.load_from_string(quantize(toy_model().SerializeToString()))
+    [lstm] = [node for node in int8.graph.node if node.op_type == "DynamicQuantizeLSTM"]
+    weights = {t.name: t for t in int8.graph.initializer if t.name in lstm.input[1:3]}
+    assert len(weights) == 2
+    assert max(np.abs(numpy_helper.to_array(t)).max() for t in weights.values()) == MAX_WEIGHT
+    recurrent = weights[lstm.input[2]]
+    values = numpy_helper.to_array(recurrent).copy()
+    values.flat[0] = 127
+    recurrent.CopyFrom(numpy_helper.from_array(values, recurrent.name))
+    with pytest.raises(ExportError, match=r"reach 127 > 64: CPUs without VNNI would saturate"):
+        check_weight_range(int8.graph)
+
+
+def test_shipped_int8_model_keeps_to_seven_bits() -> None:
+    shipped = Path(__file__).resolve().parents[1] / "lambda_handler" / "model"
+    manifest = json.loads((shipped / "manifest.json").read_text(encoding="utf-8"))
+    if manifest["served"].get("lstm_precision") != "int8":
+        pytest.skip("the shipped LSTM is not quantized")
+    check_weight_range(onnx.load(shipped / "model.onnx").graph)
 
 
 def test_length_batches_sort_and_pre_pad_each_batch_to_its_longest() -> None:

@@ -320,10 +320,13 @@ def test_invalid_model_directories_are_refused_with_a_clear_reason(
         rewrite(model_dir, "combiner.npz", buffer.getvalue())
     elif breakage == "baseline_labels":
         arrays = dict(np.load(model_dir / "baseline.npz"))
-        arrays["intercept"] = arrays["intercept"][:5]
+        arrays["intercept"], arrays["dense"] = arrays["intercept"][:5], arrays["dense"][:, :5]
         keep = arrays["label_ids"] < 5
         arrays["label_ids"], arrays["values"] = arrays["label_ids"][keep], arrays["values"][keep]
-        indptr = np.concatenate([[0], np.cumsum(np.add.reduceat(keep, arrays["indptr"][:-1]))])
+        n_features = len(arrays["idf"])
+        rows = np.repeat(np.arange(n_features), np.diff(arrays["indptr"]))
+        counts = np.bincount(rows[keep], minlength=n_features)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
         arrays["indptr"] = indptr.astype(np.int32)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)

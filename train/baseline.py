@@ -19,7 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from lambda_handler.files import write_bytes_atomic, write_json_atomic
-from lambda_handler.tfidf import TfidfScorer, ngrams
+from lambda_handler.tfidf import DENSE_SHARE, TfidfScorer, ngrams
 
 VOCABULARY_FILE = "baseline.json"
 WEIGHTS_FILE = "baseline.npz"
@@ -34,6 +34,7 @@ class BaselineConfig:
     min_df: int = 2
     C: float = 4.0  # best validation micro-F1 of {4, 8, 16} on the 2025-26 data
     prune_below: float = 0.1  # coefficients with smaller |w| are dropped from the served model
+    dense_share: float = DENSE_SHARE  # features with weights for this share of labels: dense rows
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -83,6 +84,7 @@ class BaselineModel:
             coef,
             intercept,
             prune_below=self.config.prune_below,
+            dense_share=self.config.dense_share,
         )
         self._sklearn = (vectorizer, estimators)
         return self
@@ -106,9 +108,10 @@ class BaselineModel:
         exact, served = self.sklearn_predict_proba(documents), scorer.predict_proba(documents)
         dense = scorer.idf.size * scorer.n_labels
         return {
-            "weights_kept": int(scorer.values.size),
+            "weights_kept": scorer.n_weights,
             "weights_dense": int(dense),
-            "kept_fraction": float(scorer.values.size / dense),
+            "kept_fraction": float(scorer.n_weights / dense),
+            "dense_rows": len(scorer.dense_features),
             "max_abs_diff": float(np.max(np.abs(exact - served))),
             "mean_abs_diff": float(np.mean(np.abs(exact - served))),
             "top_label_agreement": float(np.mean(exact.argmax(1) == served.argmax(1))),

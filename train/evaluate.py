@@ -98,10 +98,19 @@ def by_field_and_time(
         "outside_cs_stat": subset_scores(targets, probabilities, predicted, outside),
         "by_archive": {},
     }
+    top_label = probabilities.argmax(axis=1)
+    wrong = targets[np.arange(len(targets)), top_label] == 0
     for name in sorted(set(archives), key=lambda a: -(archives == a).sum()):
         rows = archives == name
         scores = subset_scores(targets, probabilities, predicted, rows)
         scores["oov_rate"] = float(oov_rates[rows].mean())
+        mistaken = Counter(labels[top_label[i]] for i in np.flatnonzero(rows & wrong))
+        elsewhere = sum(n for code, n in mistaken.items() if archive(code) != name)
+        scores["wrong_top"] = {
+            "papers": mistaken.total(),
+            "in_other_archives": elsewhere,
+            "commonest": [{"label": code, "papers": n} for code, n in mistaken.most_common(3)],
+        }
         result["by_archive"][name] = scores
     cs_rows = archives == "cs"
     cs_labels = np.array([archive(code) == "cs" for code in labels])
@@ -131,8 +140,6 @@ def by_field_and_time(
                 periods[name] = subset_scores(targets, probabilities, predicted, rows)
         result["by_period"] = periods
         result["undated_papers"] = int((years == 0).sum())
-    top_label = probabilities.argmax(axis=1)
-    wrong = targets[np.arange(len(targets)), top_label] == 0
     mistakes = Counter(
         (primaries[i], labels[top_label[i]]) for i in np.flatnonzero(wrong)
     ).most_common(top)

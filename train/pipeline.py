@@ -260,13 +260,16 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
     }
     val_scores: dict[str, np.ndarray] = {}
     test_scores: dict[str, np.ndarray] = {}
+    stage_seconds = {"tokenizing": round(time.time() - started, 1)}
     for name, model in models.items():
         log(f"{name}: fitting ({getattr(model, 'config', '')})")
         fit_started = time.time()
         model.fit(documents["train"], targets["train"], (documents["val"], targets["val"]))
         val_scores[name] = model.predict_proba(documents["val"])
         test_scores[name] = model.predict_proba(documents["test"])
-        log(f"{name}: fitted in {time.time() - fit_started:.0f} s")
+        stage_seconds[name] = round(time.time() - fit_started, 1)
+        log(f"{name}: fitted and scored in {stage_seconds[name]:.0f} s")
+    evaluation_started = time.time()
     tokenizer = models["lstm"].tokenizer
     assert tokenizer is not None
     log(f"Tokenizer: {tokenizer.size:,} ids")
@@ -327,6 +330,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
     data_info = describe_data(paths, splits)
     combiner_document, combiner_arrays = choice.combiner.to_files()
 
+    stage_seconds["combiner, rules and evaluation"] = round(time.time() - evaluation_started, 1)
     with staged_directory(settings.artifacts) as staging:
         for model in models.values():
             model.save(staging)
@@ -356,6 +360,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         "lstm_history": models["lstm"].history,
         "run": {
             "seconds": round(time.time() - started, 1),
+            "stage_seconds": stage_seconds,
             "settings": settings.to_dict(),
             "python": sys.version.split()[0],
         },

@@ -255,7 +255,8 @@ def markdown(results: dict) -> str:
     lines += [
         "",
         f"Baseline as stored: {storage['weights_kept']:,} of {storage['weights_dense']:,} "
-        f"weights kept ({storage['kept_fraction']:.1%}, float16); against scikit-learn's "
+        f"weights kept ({storage['kept_fraction']:.1%}; {storage['dense_rows']:,} features as "
+        "dense int16 rows, the others as sparse float16 ones); against scikit-learn's "
         f"`predict_proba` on {storage['papers']:,} test papers: max |Δprob| "
         f"{storage['max_abs_diff']:.4f}, mean {storage['mean_abs_diff']:.5f}, same top label "
         f"for {storage['top_label_agreement']:.2%}.",
@@ -306,7 +307,10 @@ def markdown(results: dict) -> str:
         "",
         "## Run",
         "",
-        f"Seconds: {results['run']['seconds']}",
+        f"Seconds: {results['run']['seconds']} (after reading the data), of which "
+        + ", ".join(
+            f"{stage} {seconds}" for stage, seconds in results["run"]["stage_seconds"].items()
+        ),
         "",
         "```json",
         str(results["run"]["settings"]),
@@ -317,6 +321,7 @@ def markdown(results: dict) -> str:
 
 
 WEAK_P_AT_1 = 0.6
+WEAK_ARCHIVE_MIN_PAPERS = 200  # below this, an archive's P@1 is too uncertain to explain
 
 
 def doubtful_answers(low: dict | None) -> list[str]:
@@ -335,6 +340,29 @@ def doubtful_answers(low: dict | None) -> list[str]:
         f"{test['precision_rest']:.0%} for the others.",
         "",
     ]
+
+
+def weak_archive_reasons(archives: dict[str, dict], weak: list[str]) -> list[str]:
+    """For each weak archive with enough test papers to judge, where its wrong top labels went."""
+    lines = []
+    for name in weak:
+        scores = archives[name]
+        wrong = scores.get("wrong_top")
+        if scores["papers"] < WEAK_ARCHIVE_MIN_PAPERS or not wrong or not wrong["papers"]:
+            continue
+        commonest = ", ".join(f"{m['label']} ({m['papers']})" for m in wrong["commonest"])
+        elsewhere = wrong["in_other_archives"] / wrong["papers"]
+        lines.append(
+            f"- **{name}** ({scores['papers']:,} test papers, P@1 {scores['p_at_1']:.3f}): "
+            f"{wrong['papers']:,} wrong top labels, {elsewhere:.0%} of them in another archive; "
+            f"the commonest {commonest}."
+        )
+    if not lines:
+        return []
+    lead = (
+        f"Where the wrong top labels went, for those with {WEAK_ARCHIVE_MIN_PAPERS}+ test papers:"
+    )
+    return [lead, "", *lines, ""]
 
 
 def model_card(results: dict) -> str:
@@ -394,6 +422,7 @@ def model_card(results: dict) -> str:
         + "Archives with few test papers have uncertain figures; categories rare in training "
         "are predicted seldom (per-label F1 in the training report).",
         "",
+        *weak_archive_reasons(archives, weak),
         *doubtful_answers(served.get("low_confidence")),
         "## Intended use",
         "",
