@@ -38,7 +38,8 @@ ARRAYS = (
     "intercept",
 )
 # A feature whose kept weights cover at least this share of the labels is stored as a dense row:
-# from a third of 152 labels, 20k of the 150k features, 95% of a paper's weights, 6 MB.
+# from a third of 152 labels, 20k of the 150k features, 95% of a paper's weights, 6 MB
+# (the 2026-12-03 model).
 DENSE_SHARE = 1 / 3
 
 
@@ -157,8 +158,9 @@ class TfidfScorer:
         dense_share: float = DENSE_SHARE,
     ) -> TfidfScorer:
         """Build from scikit-learn's vocabulary (space-joined n-grams) and `[labels, features]`
-        coefficients, dropping |w| < prune_below and rounding the rest to float16; features
-        keeping weights for at least `dense_share` of the labels become dense rows."""
+        coefficients, dropping |w| < prune_below; features keeping weights for at least
+        `dense_share` of the labels become int16 dense rows with a per-row scale, the others
+        float16 sparse rows."""
         if not 1 <= max_ngram <= MAX_NGRAM:
             raise ValueError(f"max_ngram must lie in [1, {MAX_NGRAM}], got {max_ngram}")
         split = [term.split(" ") for term in terms]

@@ -347,8 +347,8 @@ def weak_archive_reasons(archives: dict[str, dict], weak: list[str]) -> list[str
     lines = []
     for name in weak:
         scores = archives[name]
-        wrong = scores.get("wrong_top")
-        if scores["papers"] < WEAK_ARCHIVE_MIN_PAPERS or not wrong or not wrong["papers"]:
+        wrong = scores["wrong_top"]
+        if scores["papers"] < WEAK_ARCHIVE_MIN_PAPERS or not wrong["papers"]:
             continue
         commonest = ", ".join(f"{m['label']} ({m['papers']})" for m in wrong["commonest"])
         elsewhere = wrong["in_other_archives"] / wrong["papers"]
