@@ -13,6 +13,7 @@ from train.ensemble import (
     choose_combiner,
     fit_stacked,
     folds_of,
+    softplus,
 )
 
 LABELS = ("cs.CV", "eess.IV", "cs.CL")
@@ -105,3 +106,26 @@ def test_choice_is_cross_fitted_on_validation_and_refitted_on_all_of_it():
     assert 0 < np.abs(refit - choice.out_of_fold).max() < 0.5
     folds = folds_of(len(targets), seed=1)
     assert sorted(np.bincount(folds)) == [300] * 5
+
+
+def test_softplus_equals_logaddexp_without_overflow():
+    z = np.concatenate([np.linspace(-200, 200, 40001), [-1e30, 1e30]]).astype(np.float32)
+    expected = np.logaddexp(0.0, z.astype(np.float64))
+    got = softplus(z)
+    assert got.dtype == np.float32 and np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, expected, rtol=2e-7, atol=1e-30)
+
+
+def test_a_stacked_fit_is_the_same_problem_whatever_the_features_average():
+    """The solver centres the features and moves the bias to match, so shifting a model's
+    logits by a constant changes the bias, not the combined scores."""
+    lstm, baseline, targets = synthetic(600)
+    features = stack_features(lstm, baseline)
+    weights, bias = fit_stacked(features, targets, 0.1, lstm_weight=0.5)
+    shifted_weights, shifted_bias = fit_stacked(features - 4.0, targets, 0.1, lstm_weight=0.5)
+    np.testing.assert_allclose(
+        (features - 4.0) @ shifted_weights + shifted_bias, features @ weights + bias, atol=2e-3
+    )
+    # Started at its own solution, the solver stays there.
+    again, again_bias = fit_stacked(features, targets, 0.1, 0.5, initial=(weights, bias))
+    np.testing.assert_allclose(features @ again + again_bias, features @ weights + bias, atol=2e-3)

@@ -9,12 +9,14 @@ chosen combiner's out-of-fold validation scores then feed the decision-rule mach
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
 
 from lambda_handler.combiner import Combiner, stack_features
+from lambda_handler.tfidf import sigmoid
 from train.evaluate import precision_at_k
 from train.thresholds import FOLDS, best_global_threshold, macro_f1, micro_f1, predict_sets
 
@@ -46,13 +48,20 @@ class Candidate:
         return f"{self.kind} alone"
 
     def fit(
-        self, labels: tuple[str, ...], lstm: np.ndarray, baseline: np.ndarray, targets: np.ndarray
+        self,
+        labels: tuple[str, ...],
+        lstm: np.ndarray,
+        baseline: np.ndarray,
+        targets: np.ndarray,
+        start: Combiner | None = None,
     ) -> Combiner:
-        """The combiner, fitted on these (validation) predictions where it has parameters."""
+        """The combiner, fitted on these (validation) predictions where it has parameters; a
+        stacked layer's solver starts from `start`'s weights when given (a warm start)."""
         if self.kind != "stacked":
             return Combiner(self.kind, labels, self.lstm_weight)
+        initial = None if start is None else (start.weights, start.bias)
         weights, bias = fit_stacked(
-            stack_features(lstm, baseline), targets, self.shrinkage, self.lstm_weight
+            stack_features(lstm, baseline), targets, self.shrinkage, self.lstm_weight, initial
         )
         return Combiner("stacked", labels, self.lstm_weight, weights, bias)
 
@@ -65,7 +74,11 @@ SIMPLE_CANDIDATES = (
 
 
 def fit_stacked(
-    features: np.ndarray, targets: np.ndarray, shrinkage: float, lstm_weight: float = 0.5
+    features: np.ndarray,
+    targets: np.ndarray,
+    shrinkage: float,
+    lstm_weight: float = 0.5,
+    initial: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-label logistic regressions over all `features`, fitted jointly by L-BFGS.
 
@@ -73,41 +86,53 @@ def fit_stacked(
     where W₀ is the logit mean `w · logit(p_lstm) + (1 - w) · logit(p_baseline)` of each label:
     a strong pull gives back that mean, a weaker one lets a label learn from the others'
     scores. The labels' problems are independent, so one joint solve equals L separate ones.
+    The solver starts from `initial` (weights, bias) when given, else from (W₀, 0). It works
+    on centred features (logits average about -8) with the bias moved to match, the same
+    problem but better conditioned: on the CS-only validation predictions (2026-12-03) it
+    reached a lower objective in MAX_ITERATIONS than the uncentred solve did in three times
+    as many.
     """
     n_features, n_labels = features.shape[1], targets.shape[1]
-    x = features.astype(np.float32)
+    means = features.mean(axis=0, dtype=np.float64).astype(np.float32)
+    x = features.astype(np.float32) - means
     y = targets.astype(np.float32)
     papers = len(x)
     prior = np.zeros((n_features, n_labels), dtype=np.float32)
     prior[np.arange(n_labels), np.arange(n_labels)] = lstm_weight
     prior[n_labels + np.arange(n_labels), np.arange(n_labels)] = 1.0 - lstm_weight
-    initial = np.concatenate([prior.ravel().astype(np.float64), np.zeros(n_labels)])
+    start_weights, start_bias = (prior, np.zeros(n_labels)) if initial is None else initial
+    centred_bias = start_bias + means @ start_weights  # z = features @ W + b = x @ W + this
+    start = np.concatenate([start_weights.ravel(), centred_bias]).astype(np.float64)
 
     def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
         weights = params[:-n_labels].reshape(n_features, n_labels).astype(np.float32)
         bias = params[-n_labels:].astype(np.float32)
         z = x @ weights + bias
-        loss = np.logaddexp(0.0, z) - y * z
-        residual = (0.5 * (1.0 + np.tanh(0.5 * z)) - y) / papers
+        loss = softplus(z).sum(dtype=np.float64) - (y * z).sum(dtype=np.float64)
+        residual = (sigmoid(z) - y) / papers
         offset = weights - prior
         grad_weights = x.T @ residual + shrinkage * offset
-        value = float(
-            loss.sum(dtype=np.float64) / papers
-            + 0.5 * shrinkage * (offset.astype(np.float64) ** 2).sum()
-        )
+        value = float(loss / papers + 0.5 * shrinkage * (offset.astype(np.float64) ** 2).sum())
         gradient = np.concatenate([grad_weights.ravel(), residual.sum(axis=0)])
         return value, gradient.astype(np.float64)
 
     result = minimize(
         objective,
-        initial,
+        start,
         jac=True,
         method="L-BFGS-B",
         options={"maxiter": MAX_ITERATIONS, "ftol": 1e-8},
     )
-    params = result.x
-    weights = params[:-n_labels].reshape(n_features, n_labels).astype(np.float32)
-    return weights, params[-n_labels:].astype(np.float32)
+    weights = result.x[:-n_labels].reshape(n_features, n_labels)
+    bias = result.x[-n_labels:] - means.astype(np.float64) @ weights
+    return weights.astype(np.float32), bias.astype(np.float32)
+
+
+def softplus(z: np.ndarray) -> np.ndarray:
+    """log(1 + eᶻ) in z's precision, without overflow. As max(z, 0) + log1p(e^-|z|) it runs
+    about 10x faster than `np.logaddexp(0, z)` on float32 (measured 2026-12-03: 3.5 against
+    38 ms for 13k x 152), which was half of each objective evaluation."""
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
 
 
 @dataclass(frozen=True)
@@ -132,14 +157,33 @@ def out_of_fold(
     baseline: np.ndarray,
     targets: np.ndarray,
     folds: np.ndarray,
-) -> np.ndarray:
-    """Each validation paper's combined scores from a combiner fitted on the other folds."""
+    starts: Sequence[Combiner | None] = (None,) * FOLDS,
+) -> tuple[np.ndarray, list[Combiner]]:
+    """Each validation paper's combined scores from a combiner fitted on the other folds, and
+    the combiner of each fold (fold k's solver starts from `starts[k]`, fitted on the same
+    papers)."""
     scores = np.zeros(targets.shape, dtype=np.float32)
-    for fold in range(FOLDS):
+    combiners = []
+    for fold, start in zip(range(FOLDS), starts, strict=True):
         held_out = folds == fold
-        combiner = candidate.fit(labels, lstm[~held_out], baseline[~held_out], targets[~held_out])
+        combiner = candidate.fit(
+            labels, lstm[~held_out], baseline[~held_out], targets[~held_out], start
+        )
         scores[held_out] = combiner.combine(lstm[held_out], baseline[held_out])
-    return scores
+        combiners.append(combiner)
+    return scores, combiners
+
+
+def mean_of(combiners: Sequence[Combiner]) -> Combiner:
+    """The stacked combiner whose weights and bias are the mean of `combiners`' (all stacked)."""
+    first = combiners[0]
+    return Combiner(
+        "stacked",
+        first.labels,
+        first.lstm_weight,
+        np.mean([c.weights for c in combiners], axis=0),
+        np.mean([c.bias for c in combiners], axis=0),
+    )
 
 
 def cross_fitted_score(
@@ -181,22 +225,33 @@ def choose_combiner(
 ) -> Choice:
     """The candidate with the best cross-fitted micro-F1 (ties: macro-F1), refitted on all.
 
-    The single models and means come first; the stacked layers then start from, and are pulled
-    toward, the logit mean with the best mean's LSTM weight.
+    The single models and means come first; the stacked layers are then pulled toward the
+    logit mean with the best mean's LSTM weight, strongest pull first. Each stacked fit starts
+    where the previous strength's fit on the same papers ended, and each refit on all
+    validation papers from the mean of its five fold fits, so that the solver's iteration cap
+    leaves it nearer the optimum (the logits of both models are nearly collinear, so the
+    objective is flat in some directions and the cap, not a tolerance, ends most fits).
     """
     folds = folds_of(len(targets), seed)
     candidates = list(SIMPLE_CANDIDATES)
-    oof = [out_of_fold(c, labels, lstm, baseline, targets, folds) for c in candidates]
+    oof = [out_of_fold(c, labels, lstm, baseline, targets, folds)[0] for c in candidates]
+    fitted = [c.fit(labels, lstm, baseline, targets) for c in candidates]
     scores = [
         cross_fitted_score(c.name, s, targets, folds) for c, s in zip(candidates, oof, strict=True)
     ]
     means = [i for i, c in enumerate(candidates) if c.kind == "mean"]
     weight = candidates[max(means, key=lambda i: scores[i].micro_f1)].lstm_weight
-    for shrinkage in shrinkages:
+    starts: Sequence[Combiner | None] = (None,) * FOLDS
+    for shrinkage in sorted(shrinkages, reverse=True):
         candidate = Candidate("stacked", lstm_weight=weight, shrinkage=shrinkage)
         candidates.append(candidate)
-        oof.append(out_of_fold(candidate, labels, lstm, baseline, targets, folds))
+        scores_of_folds, starts = out_of_fold(
+            candidate, labels, lstm, baseline, targets, folds, starts
+        )
+        oof.append(scores_of_folds)
+        fitted.append(candidate.fit(labels, lstm, baseline, targets, mean_of(starts)))
         scores.append(cross_fitted_score(candidate.name, oof[-1], targets, folds))
     best = max(range(len(candidates)), key=lambda i: (scores[i].micro_f1, scores[i].macro_f1))
-    fitted = tuple(c.fit(labels, lstm, baseline, targets) for c in candidates)
-    return Choice(candidates[best], fitted[best], oof[best], tuple(scores), fitted, tuple(oof))
+    return Choice(
+        candidates[best], fitted[best], oof[best], tuple(scores), tuple(fitted), tuple(oof)
+    )
