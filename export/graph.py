@@ -54,15 +54,27 @@ def opset_version(model: onnx.ModelProto) -> int:
     return max(versions, default=0)
 
 
-def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
-    """Every node of `graph`, including those inside subgraphs (If branches, Loop bodies)."""
+def all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """`graph` and every subgraph inside it (If branches, Loop and Scan bodies), outer first."""
+    yield graph
     for node in graph.node:
-        yield node
         for attribute in node.attribute:
             if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from all_nodes(attribute.g)
+                yield from all_graphs(attribute.g)
             for subgraph in attribute.graphs:
-                yield from all_nodes(subgraph)
+                yield from all_graphs(subgraph)
+
+
+def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
+    """Every node of `graph`, including those inside subgraphs."""
+    for part in all_graphs(graph):
+        yield from part.node
+
+
+def all_initializers(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every initializer of `graph` and of its subgraphs, which nodes inside them may use."""
+    for part in all_graphs(graph):
+        yield from part.initializer
 
 
 def _check_io(graph: onnx.GraphProto, n_labels: int) -> None:

@@ -20,7 +20,7 @@ import onnx
 import onnx.numpy_helper
 
 from export import ExportError
-from export.graph import FORBIDDEN_OPS, Predict, all_nodes
+from export.graph import FORBIDDEN_OPS, Predict, all_initializers, all_nodes
 from lambda_handler.combiner import Combiner
 from lambda_handler.text import pad
 from lambda_handler.tfidf import TfidfScorer
@@ -77,12 +77,18 @@ def quantize(fp32: bytes) -> bytes:
 
 
 def check_weight_range(graph: onnx.GraphProto) -> None:
-    """Refuse int8 LSTM weights beyond ±`MAX_WEIGHT`, which some CPUs would saturate."""
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    """Refuse int8 LSTM weights beyond ±`MAX_WEIGHT`, which some CPUs would saturate, and
+    weights that are not stored constants, whose range cannot be checked."""
+    initializers = {tensor.name: tensor for tensor in all_initializers(graph)}
     for node in all_nodes(graph):
         if node.op_type != QUANTIZED_LSTM_OP:
             continue
         for name in node.input[1:3]:  # the input and the recurrent weights
+            if name not in initializers:
+                raise ExportError(
+                    f"{node.name}: int8 weights {name!r} are not a stored initializer, so "
+                    "their range cannot be checked"
+                )
             weights = onnx.numpy_helper.to_array(initializers[name]).astype(np.int16)
             largest = int(np.abs(weights).max(initial=0))
             if largest > MAX_WEIGHT:

@@ -163,6 +163,39 @@ def test_int8_lstm_weights_keep_to_seven_bits_so_no_cpu_saturates() -> None:
         check_weight_range(int8.graph)
 
 
+def test_int8_lstm_weights_that_are_not_stored_constants_are_refused() -> None:
+    """A weight computed at run time has no range to check: one ExportError line, no KeyError."""
+    int8 = onnx.load_from_string(quantize(toy_model().SerializeToString()))
+    [lstm] = [node for node in int8.graph.node if node.op_type == "DynamicQuantizeLSTM"]
+    recurrent = lstm.input[2]
+    kept = [t for t in int8.graph.initializer if t.name != recurrent]
+    del int8.graph.initializer[:]
+    int8.graph.initializer.extend(kept)
+    with pytest.raises(ExportError, match=r"are not a stored initializer, so their range"):
+        check_weight_range(int8.graph)
+
+
+def test_int8_lstm_weight_range_is_checked_inside_subgraphs_too() -> None:
+    int8 = onnx.load_from_string(quantize(toy_model().SerializeToString()))
+    [lstm] = [node for node in int8.graph.node if node.op_type == "DynamicQuantizeLSTM"]
+    recurrent = next(t for t in int8.graph.initializer if t.name == lstm.input[2])
+    values = numpy_helper.to_array(recurrent).copy()
+    values.flat[0] = 127
+    body = helper.make_graph(
+        [lstm], "body", [], [], initializer=[numpy_helper.from_array(values, recurrent.name)]
+    )
+    branch = helper.make_node("If", ["cond"], [], then_branch=body, else_branch=body)
+    outer = helper.make_graph(
+        [branch],
+        "outer",
+        [],
+        [],
+        initializer=[t for t in int8.graph.initializer if t is not recurrent],
+    )
+    with pytest.raises(ExportError, match=r"reach 127 > 64"):
+        check_weight_range(outer)
+
+
 def test_shipped_int8_model_keeps_to_seven_bits() -> None:
     shipped = Path(__file__).resolve().parents[1] / "lambda_handler" / "model"
     manifest = json.loads((shipped / "manifest.json").read_text(encoding="utf-8"))
