@@ -190,7 +190,7 @@ def test_int8_lstm_weight_range_is_checked_inside_subgraphs_too() -> None:
         "outer",
         [],
         [],
-        initializer=[t for t in int8.graph.initializer if t is not recurrent],
+        initializer=[t for t in int8.graph.initializer if t.name != recurrent.name],
     )
     with pytest.raises(ExportError, match=r"reach 127 > 64"):
         check_weight_range(outer)
