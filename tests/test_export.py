@@ -424,14 +424,22 @@ def test_onnx_graph_has_native_recurrence_and_dynamic_shapes(
         np.testing.assert_allclose(actual, expected, atol=tolerance)
 
 
+def shift_first_label(model: onnx.ModelProto, by: float) -> None:
+    """Move the first label's output weights by `by`, in place. One label only: shifting every
+    label's logits alike would leave a softmax output as it was."""
+    [kernel] = [t for t in model.graph.initializer if list(t.dims) == [16, len(LABELS)]]
+    values = onnx.numpy_helper.to_array(kernel).copy()
+    values[:, 0] += np.float32(by)
+    kernel.CopyFrom(onnx.numpy_helper.from_array(values, kernel.name))
+
+
 def perturbed(convert: Callable[..., onnx.ModelProto]) -> Callable[..., onnx.ModelProto]:
-    """A converter whose output layer's weights are off by 0.01, so ONNX no longer matches Keras."""
+    """A converter whose first label's output weights are off by 0.01, so ONNX no longer
+    matches Keras."""
 
     def convert_and_perturb(*args: object, **kwargs: object) -> onnx.ModelProto:
         model = convert(*args, **kwargs)
-        [kernel] = [t for t in model.graph.initializer if list(t.dims) == [16, len(LABELS)]]
-        values = onnx.numpy_helper.to_array(kernel) + np.float32(0.01)
-        kernel.CopyFrom(onnx.numpy_helper.from_array(values, kernel.name))
+        shift_first_label(model, 0.01)
         return model
 
     return convert_and_perturb
@@ -503,14 +511,12 @@ def test_quantization_gate_failure_exits_and_keeps_previous_model(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """An int8 graph that answers differently (its output layer off by 2) is refused."""
+    """An int8 graph that answers differently (a label's output weights off by 2) is refused."""
     real_quantize = export.pipeline.quantize
 
     def bad_quantize(fp32: bytes) -> bytes:
         model = onnx.load_from_string(fp32)
-        [kernel] = [t for t in model.graph.initializer if list(t.dims) == [16, len(LABELS)]]
-        values = onnx.numpy_helper.to_array(kernel) + np.float32(2.0)
-        kernel.CopyFrom(onnx.numpy_helper.from_array(values, kernel.name))
+        shift_first_label(model, 2.0)
         return real_quantize(model.SerializeToString())
 
     monkeypatch.setattr(export.pipeline, "quantize", bad_quantize)

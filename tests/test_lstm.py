@@ -78,7 +78,8 @@ def test_padded_batch_pre_pads_and_never_returns_zero_width():
     assert padded_batch(sequences, np.array([2])).shape == (1, 1)
 
 
-def test_short_training_learns_a_token_rule_and_predict_keeps_order():
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_short_training_learns_a_token_rule_and_predict_keeps_order(output):
     rng = np.random.default_rng(0)
     sequences, targets = [], np.zeros((400, 2), dtype=np.float32)
     for i in range(400):
@@ -89,7 +90,9 @@ def test_short_training_learns_a_token_rule_and_predict_keeps_order():
         words.insert(int(rng.integers(0, len(words))), 9 if i % 2 else 17)
         sequences.append(words)
         targets[i, i % 2] = 1
-    config = LSTMConfig(embedding_dim=8, units=8, epochs=6, batch_size=16, learning_rate=0.02)
+    config = LSTMConfig(
+        embedding_dim=8, units=8, epochs=6, batch_size=16, learning_rate=0.02, output=output
+    )
     model, history = train(
         sequences[:320],
         targets[:320],
@@ -102,6 +105,8 @@ def test_short_training_learns_a_token_rule_and_predict_keeps_order():
     )
     assert history["loss"][-1] < history["loss"][0]
     probabilities = predict(model, sequences[320:])
+    if output == "softmax":
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert best_global_micro_f1(targets[320:], probabilities) > 0.9
     single = model(np.array([sequences[330]], dtype=np.int32)).numpy()[0]
     np.testing.assert_allclose(predict(model, [sequences[330]])[0], single, atol=1e-6)

@@ -202,6 +202,8 @@ def test_model_options_reach_the_lstm_config():
         64, 0.0025, 0.3, 0.2,
     )  # fmt: skip
     assert pipeline.Settings.from_args(parse_args([])).lstm == pipeline.lstm.LSTMConfig()
+    sigmoid = pipeline.Settings.from_args(parse_args(["--lstm-output", "sigmoid"])).lstm
+    assert (pipeline.lstm.LSTMConfig().output, sigmoid.output) == ("softmax", "sigmoid")
 
 
 def test_interrupted_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch):

@@ -56,6 +56,7 @@ class Settings:
                 "learning_rate",
                 "dropout",
                 "spatial_dropout",
+                "output",
             )
             if getattr(args, key) is not None
         }

@@ -52,6 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="LSTM epochs at most (early stopping may end sooner)",
     )
+    model.add_argument(
+        "--lstm-output",
+        dest="output",
+        choices=("softmax", "sigmoid"),
+        default=None,
+        help="LSTM output layer: softmax over labels or per-label sigmoid (softmax)",
+    )
     model.add_argument("--units", type=int, default=None, help="LSTM units per direction")
     model.add_argument("--embedding-dim", type=int, default=None, help="embedding width")
     model.add_argument("--batch-size", type=int, default=None, help="LSTM batch size")
