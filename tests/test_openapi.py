@@ -200,3 +200,19 @@ def test_the_readme_links_to_the_document_instead_of_repeating_it():
     section = readme[readme.index("## HTTP API") : readme.index("## Deploying to AWS")]
     assert "lambda_handler/openapi.json" in section and "/openapi.json" in section
     assert "| 413 |" not in section, "the error table lives in the document now"
+
+
+def test_the_refresh_tool_rewrites_stale_examples_to_the_shipped_models_answers(
+    shipped_service: Service,
+):
+    from infra.openapi_examples import refreshed
+
+    stale = json.loads(json.dumps(DOCUMENT))
+    classify = stale["paths"]["/classify"]["post"]["responses"]["200"]["content"]
+    answer = classify["application/json"]["examples"]["single"]["value"]
+    answer["model"]["version"] = "1999.01.01-00000000"
+    answer["results"][0]["labels"][0]["score"] = 0.5
+    health = stale["paths"]["/health"]["get"]["responses"]["200"]["content"]
+    health["application/json"]["example"]["labels"] = 1
+    assert stale != DOCUMENT
+    assert refreshed(stale, shipped_service) == DOCUMENT
