@@ -13,6 +13,7 @@ from train.lstm import (  # noqa: E402
     padded_batch,
     predict,
     train,
+    training_targets,
 )
 from train.thresholds import best_global_micro_f1  # noqa: E402
 
@@ -111,3 +112,11 @@ def test_short_training_learns_a_token_rule_and_predict_keeps_order(output):
     single = model(np.array([sequences[330]], dtype=np.int32)).numpy()[0]
     np.testing.assert_allclose(predict(model, [sequences[330]])[0], single, atol=1e-6)
     np.testing.assert_allclose(probabilities[10], single, atol=1e-5)  # padded inside a batch
+
+
+def test_softmax_targets_share_each_papers_mass_and_refuse_unlabelled_papers():
+    targets = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)
+    np.testing.assert_allclose(training_targets(targets, "softmax"), [[0.5, 0, 0.5], [0, 1, 0]])
+    np.testing.assert_array_equal(training_targets(targets, "sigmoid"), targets)
+    with pytest.raises(ValueError, match="at least one label"):
+        training_targets(np.array([[1, 0], [0, 0]], dtype=np.float32), "softmax")
