@@ -1,9 +1,9 @@
-"""Evaluation helpers of training: the low-confidence line and the breakdown by input file."""
+"""Training's evaluation helpers: the low-confidence line, the breakdown by file, the plots."""
 
 import numpy as np
 import pytest
 
-from train import confidence
+from train import confidence, report
 from train.evaluate import by_field_and_time
 from train.report import weak_archive_reasons
 
@@ -106,3 +106,15 @@ def test_each_archive_says_where_its_wrong_top_labels_went():
         "archive; the commonest cs.LG (1), stat.ML (1)."
     )
     assert weak_archive_reasons({"math": archives["math"]}, ["math"]) == []  # too few papers
+
+
+@pytest.mark.parametrize(
+    ("output", "loss"), [("softmax", "softmax cross-entropy"), ("sigmoid", "binary cross-entropy")]
+)
+def test_training_plot_names_the_loss_the_lstm_was_trained_with(
+    tmp_path, monkeypatch, output, loss
+):
+    figures = []
+    monkeypatch.setattr(report, "save_figure", lambda figure, path: figures.append(figure))
+    report.plot_training({"loss": [2.0, 1.5], "val_micro_f1": [0.5, 0.6]}, output, tmp_path)
+    assert figures[0].axes[0].get_title() == f"LSTM training loss ({loss})"

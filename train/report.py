@@ -33,12 +33,16 @@ def save_figure(figure: plt.Figure, path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def plot_training(history: dict[str, list[float]], path: Path) -> None:
-    """Training loss and validation micro-F1 per epoch."""
+LOSS_NAMES = {"softmax": "softmax cross-entropy", "sigmoid": "binary cross-entropy"}
+
+
+def plot_training(history: dict[str, list[float]], output: str, path: Path) -> None:
+    """Training loss (named by the LSTM's `output` kind) and validation micro-F1 per epoch."""
     figure, (loss_axis, f1_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     epochs = np.arange(1, len(history["loss"]) + 1)
     loss_axis.plot(epochs, history["loss"], marker="o")
-    loss_axis.set(title="LSTM training loss (binary cross-entropy)", xlabel="epoch", ylabel="loss")
+    title = f"LSTM training loss ({LOSS_NAMES[output]})"
+    loss_axis.set(title=title, xlabel="epoch", ylabel="loss")
     f1_axis.plot(epochs, history["val_micro_f1"], marker="o", color="tab:green")
     f1_axis.set(title="LSTM validation micro-F1 (best global threshold)", xlabel="epoch")
     for axis in (loss_axis, f1_axis):
@@ -439,7 +443,8 @@ def model_card(results: dict) -> str:
 def write_reports(results: dict, history: dict[str, list[float]], directory: Path) -> None:
     """Write metrics.json, report.md and the two plots into `directory`."""
     test_metrics = {name: model["test"] for name, model in results["models"].items()}
-    plot_training(history, directory / "training_curves.png")
+    output = results["run"]["settings"]["lstm"]["output"]
+    plot_training(history, output, directory / "training_curves.png")
     plot_per_label(test_metrics, directory / "per_label_f1.png")
     write_json_atomic(directory / "metrics.json", results)
     write_bytes_atomic(directory / "report.md", markdown(results).encode("utf-8"))
