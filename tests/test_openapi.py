@@ -128,7 +128,9 @@ def test_examples_conform_and_are_what_the_shipped_model_answers(shipped_service
         conforms(request, "ClassifyRequest")
         conforms(answer, "ClassifyResponse")
         got = json.loads(shipped_service.handle(request, None)["body"])
-        assert got["model"] == answer["model"], f"{name}: refresh the examples for this model"
+        assert got["model"] == answer["model"], (
+            f"{name}: refresh the examples for this model (python infra/openapi_examples.py)"
+        )
         for mine, theirs in zip(answer["results"], got["results"], strict=True):
             assert [x["label"] for x in mine["labels"]] == [x["label"] for x in theirs["labels"]]
             for documented, served in zip(mine["labels"], theirs["labels"], strict=True):
