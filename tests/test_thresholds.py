@@ -31,6 +31,24 @@ def synthetic(n=2000, labels=6, seed=0):
     return targets, scores.astype(np.float32), cut
 
 
+def test_threshold_counts_equal_predicting_at_every_grid_threshold():
+    # the one-pass counts against the definition, with scores on and just beside the grid
+    # (float32 0.3 lies above float64 0.3, float32 0.29 below 0.29), ties and a NaN
+    targets, scores, _ = synthetic(n=500, labels=5, seed=3)
+    rng = np.random.default_rng(4)
+    on_grid = rng.random(scores.shape) < 0.3
+    scores[on_grid] = rng.choice(thresholds.GRID, on_grid.sum()).astype(np.float32)
+    scores[7, 2] = np.nan
+    sets = [predict_sets(scores, t) for t in thresholds.GRID]
+    f1 = [thresholds.micro_f1(targets, chosen) for chosen in sets]
+    assert thresholds.best_global_threshold(targets, scores) == thresholds.GRID[np.argmax(f1)]
+    tp, predicted, positives = thresholds.counts_on_grid(targets, scores)
+    above = np.stack([scores >= t for t in thresholds.GRID])  # [thresholds, papers, labels]
+    np.testing.assert_array_equal(tp, (above & targets.astype(bool)).sum(axis=1))
+    np.testing.assert_array_equal(predicted, above.sum(axis=1))
+    np.testing.assert_array_equal(positives, targets.sum(axis=0))
+
+
 def test_per_label_thresholds_find_each_labels_cut():
     targets, scores, cut = synthetic()
     found = thresholds.per_label_thresholds(targets, scores)

@@ -41,10 +41,40 @@ def macro_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
     )
 
 
+def grid_reach(probabilities: np.ndarray) -> np.ndarray:
+    """How many GRID thresholds each score reaches: `score >= GRID[k]` exactly for k < reach.
+
+    Compared in float64, as `predict_sets` compares scores with a GRID threshold; NaN reaches
+    none, as it passes no comparison."""
+    scores = np.asarray(probabilities, dtype=np.float64)
+    reach = np.searchsorted(GRID, scores, side="right")
+    reach[np.isnan(scores)] = 0
+    return reach
+
+
+def counts_reaching(histograms: np.ndarray, bins: int) -> np.ndarray:
+    """From per-row histograms of reach values `[rows, bins]`, how many scores reach each GRID
+    threshold: `[rows, len(GRID)]`."""
+    return np.cumsum(histograms[:, ::-1], axis=1)[:, ::-1][:, 1:bins]
+
+
 def best_global_threshold(targets: np.ndarray, probabilities: np.ndarray) -> float:
-    """The single threshold on GRID with the highest micro-F1."""
-    scores = [micro_f1(targets, predict_sets(probabilities, t)) for t in GRID]
-    return float(GRID[int(np.argmax(scores))])
+    """The single threshold on GRID with the highest micro-F1 (ties: the lowest).
+
+    Counted in one pass rather than by predicting label sets at each of GRID's 91 thresholds
+    (the same counts; on 16,589 x 152 validation scores, 2026-12-06: about 0.02 s against 0.5 s).
+    """
+    true = targets.astype(bool)
+    reach = grid_reach(probabilities)
+    reach[np.arange(len(reach)), probabilities.argmax(axis=1)] = len(GRID)  # the top label
+    bins = len(GRID) + 1
+    histograms = np.stack(
+        [np.bincount(reach.ravel(), minlength=bins), np.bincount(reach[true], minlength=bins)]
+    )
+    predicted, tp = counts_reaching(histograms, bins)
+    denominator = true.sum() + predicted
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(len(GRID)), where=denominator > 0)
+    return float(GRID[int(np.argmax(f1))])
 
 
 def best_global_micro_f1(targets: np.ndarray, probabilities: np.ndarray) -> float:
@@ -55,10 +85,17 @@ def best_global_micro_f1(targets: np.ndarray, probabilities: np.ndarray) -> floa
 
 
 def counts_on_grid(targets: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per (grid threshold, label): true positives and predictions; per label: positives."""
-    true = targets.astype(bool)[:, None, :]
-    predicted = probabilities[:, None, :] >= GRID[None, :, None]
-    return np.logical_and(true, predicted).sum(axis=0), predicted.sum(axis=0), true.sum(axis=0)[0]
+    """Per (grid threshold, label): true positives and predictions; per label: positives.
+
+    Counted from each label's histogram of reach values rather than from a boolean
+    `[papers, thresholds, labels]` array (the same counts, in a fraction of the time and
+    without that array's 230 MB on 16,589 x 152 validation scores)."""
+    true = targets.astype(bool)
+    n_labels, bins = true.shape[1], len(GRID) + 1
+    cells = grid_reach(probabilities) + bins * np.arange(n_labels)
+    predicted = np.bincount(cells.ravel(), minlength=bins * n_labels).reshape(n_labels, bins)
+    tp = np.bincount(cells[true], minlength=bins * n_labels).reshape(n_labels, bins)
+    return counts_reaching(tp, bins).T, counts_reaching(predicted, bins).T, true.sum(axis=0)
 
 
 def per_label_thresholds(targets: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
