@@ -1,12 +1,18 @@
 """Loading, label filtering, deduplication, splitting and every bad-input error of train/data.py."""
 
+import bz2
 import gzip
+import io
+import lzma
+import zipfile
+from datetime import date
 
 import numpy as np
 import pytest
 from conftest import synthetic_rows, write_kaggle_csv
 
 from train.data import (
+    MIN_ABSTRACT_KEY_WORDS,
     DataError,
     Paper,
     deduplicate,
@@ -52,19 +58,36 @@ def test_load_keeps_arxiv_codes_only_and_counts_what_it_drops(tmp_path):
     assert dropped == {"I.2.7": 1, "68T50": 1, "14J60 (Primary)": 1, "na": 1}
 
 
+def words_abstract(topic: str) -> str:
+    """An abstract long enough (MIN_ABSTRACT_KEY_WORDS) to be a duplicate key."""
+    return " ".join(f"{topic}{i}" for i in range(MIN_ABSTRACT_KEY_WORDS))
+
+
 def test_deduplicate_merges_by_normalised_title_and_by_abstract_uniting_labels():
+    first = words_abstract("first")
     papers = [
-        Paper("Deep Nets!", "first abstract", ("cs.LG",)),
-        Paper("deep   nets", "another abstract", ("stat.ML",)),
-        Paper("Other", "first  abstract", ("cs.CV",)),
-        Paper("Unrelated", "third abstract", ("cs.CL",)),
+        Paper("Deep Nets!", first, ("cs.LG",)),
+        Paper("deep   nets", words_abstract("another"), ("stat.ML",), date(2019, 5, 1)),
+        Paper("Other", first.replace(" ", "  "), ("cs.CV",)),
+        Paper("Unrelated", words_abstract("third"), ("cs.CL",)),
     ]
     merged, duplicates = deduplicate(papers)
     assert duplicates == 2
     assert merged == [
-        Paper("Deep Nets!", "first abstract", ("cs.LG", "stat.ML", "cs.CV")),
-        Paper("Unrelated", "third abstract", ("cs.CL",)),
+        Paper("Deep Nets!", first, ("cs.LG", "stat.ML", "cs.CV"), date(2019, 5, 1)),
+        Paper("Unrelated", words_abstract("third"), ("cs.CL",)),
+    ]  # the first copy's place and text, the first date found
+
+
+def test_empty_titles_and_short_boilerplate_abstracts_merge_no_unrelated_papers():
+    withdrawn = "This paper has been withdrawn by the author."
+    papers = [
+        Paper("", words_abstract("one"), ("hep-th",)),
+        Paper("???", words_abstract("two"), ("cs.LG",)),
+        Paper("Lattice QCD", withdrawn, ("hep-lat",)),
+        Paper("Graph Colouring", withdrawn, ("math.CO",)),
     ]
+    assert deduplicate(papers) == (papers, 0)
 
 
 def test_split_is_deterministic_80_10_10_and_drops_rare_labels():
@@ -110,8 +133,20 @@ def test_gzipped_csv_is_read(tmp_path):
     assert len(load_papers(packed)[0]) == 50
 
 
+def zipped(*members: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in members:
+            archive.writestr(name, "titles,summaries,terms\nT,abstract,\"['cs.CV']\"\n")
+    return buffer.getvalue()
+
+
+SUFFIXES = {"bad gzip": ".csv.gz", "zip of two CSVs": ".zip", "bad zip": ".zip"}
+SUFFIXES.update({"bad bz2": ".csv.bz2", "bad xz": ".csv.xz"})
+
+
 def bad_file(tmp_path, kind):
-    path = tmp_path / ("bad.csv.gz" if kind == "bad gzip" else "bad.csv")
+    path = tmp_path / f"bad{SUFFIXES.get(kind, '.csv')}"
     if kind == "missing file":
         return path, "no such file"
     contents = {
@@ -124,6 +159,10 @@ def bad_file(tmp_path, kind):
             "EOF inside string",
         ),
         "bad gzip": (b"\x1f\x8b\x08\x00garbage" * 10, "gzip"),
+        "zip of two CSVs": (zipped("a.csv", "b.csv"), "pass each CSV"),
+        "bad zip": (b"PK\x03\x04garbage" * 10, "pass each CSV"),
+        "bad bz2": (bz2.compress(b"titles,summaries,terms\n" * 50)[:40], "ends early"),
+        "bad xz": (b"\xfd7zXZ\x00garbage" * 10, "pass each CSV"),
         "too many unparsable terms": (
             b"titles,summaries,terms\n" + b"".join(b"T%d,abstract,cs.CV\n" % i for i in range(20)),
             "unparsable 'terms'",
@@ -146,6 +185,10 @@ BAD_KINDS = [
     "binary garbage",
     "broken quote",
     "bad gzip",
+    "zip of two CSVs",
+    "bad zip",
+    "bad bz2",
+    "bad xz",
     "too many unparsable terms",
     "no arXiv code",
 ]
@@ -158,6 +201,15 @@ def test_bad_input_raises_one_line_error_naming_the_file(tmp_path, kind):
         prepare(path, seed=1, min_label_count=1)
     text = str(caught.value)
     assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_a_zip_holding_one_csv_or_an_xz_is_read(tmp_path):
+    plain = write_kaggle_csv(tmp_path / "a.csv", synthetic_rows(50))
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as archive:
+        archive.write(plain, "a.csv")
+    (tmp_path / "a.csv.xz").write_bytes(lzma.compress(plain.read_bytes()))
+    assert len(load_papers(tmp_path / "a.zip")[0]) == len(load_papers(tmp_path / "a.csv.xz")[0])
+    assert len(load_papers(tmp_path / "a.zip")[0]) == 50
 
 
 def test_too_little_data_after_filtering_is_an_error(tmp_path):
@@ -199,6 +251,9 @@ def test_aliases_and_legacy_archives_fold_and_unknown_codes_are_dropped_and_coun
     assert counts["papers_without_arxiv_code"] == 1
 
 
+REQUIRED = ["titles", "summaries", "terms"]
+
+
 def test_several_files_are_deduplicated_across_and_counted_per_file(tmp_path):
     first = write_rows(
         tmp_path / "a.csv",
@@ -216,9 +271,21 @@ def test_several_files_are_deduplicated_across_and_counted_per_file(tmp_path):
     )
     papers, counts, _, loads = load_files([first, second])
     assert counts["duplicates_merged"] == 1 and counts["papers_unique"] == 4
-    assert papers[0].labels == ("cs.LG", "stat.ML") and papers[0].date is None
+    assert papers[0].labels == ("cs.LG", "stat.ML") and papers[0].date == date(2019, 5, 1)
+    assert [p.source for p in papers] == ["a.csv", "a.csv", "b.csv", "b.csv"]
     assert [p.date.isoformat() if p.date else None for p in papers[2:]] == [None, "2025-04-17"]
     assert loads[str(first)].counts["rows_read"] == 2 and loads[str(second)].counts == {
         "rows_read": 3, "rows_unparsable_terms": 0, "rows_empty_abstract": 0, "rows_dated": 2,
         "rows_unparsable_date": 1, "papers_without_arxiv_code": 0,
     }  # fmt: skip
+
+
+def test_files_of_the_same_name_keep_apart_in_the_per_file_figures(tmp_path):
+    paths = []
+    for month, code in (("2026-03", "cs.LG"), ("2026-04", "hep-th")):
+        (tmp_path / month).mkdir()
+        rows = [(f"{code} paper {i}", words_abstract(f"{code}{i}x"), f"['{code}']") for i in (1, 2)]
+        paths.append(write_rows(tmp_path / month / "arxiv_data.csv", REQUIRED, rows))
+    papers, _, _, loads = load_files(paths)
+    assert [p.source for p in papers] == [str(paths[0])] * 2 + [str(paths[1])] * 2
+    assert list(loads) == [str(path) for path in paths]

@@ -169,12 +169,12 @@ def test_several_files_are_read_from_flags_or_the_environment_and_each_is_checke
     good = write_kaggle_csv(tmp_path / "good.csv", synthetic_rows(50))
     missing = tmp_path / "missing.csv"
     for args, env in (
-        (["--data", str(good), "--data", str(missing)], None),
-        ([], {"ARXIV_DATA": f"{good}{os.pathsep}{missing}"}),
-    ):
+        (["--data", str(good), "--data", str(missing), "--data", str(good)], None),
+        ([], {"ARXIV_DATA": f"{good}{os.pathsep}{missing}{os.pathsep}{good}"}),
+    ):  # a file named twice is read, and listed, once
         result = run_cli(*args, "--artifacts", str(tmp_path / "a"), env=env)
         assert result.returncode == 2, result.stderr
-        assert f"Reading {good}, {missing}" in result.stdout
+        assert f"Reading {good}, {missing}\n" in result.stdout
         assert result.stderr == f"error: {missing}: no such file\n"
 
 

@@ -13,7 +13,9 @@ import ast
 import csv
 import gzip
 import itertools
+import lzma
 import re
+import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -28,6 +30,7 @@ from train.categories import canonical, is_arxiv_category
 REQUIRED_COLUMNS = ("titles", "summaries", "terms")
 DATE_COLUMN = "date"
 MAX_UNPARSABLE_FRACTION = 0.01
+MIN_ABSTRACT_KEY_WORDS = 20  # shorter abstracts are no duplicate key (none in the shared data)
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
 
@@ -83,11 +86,20 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a CSV file (it is not UTF-8 text)") from None
-    except (gzip.BadGzipFile, zlib.error, EOFError):
+    except (gzip.BadGzipFile, zlib.error):
         raise DataError(f"{path}: not a valid gzip file") from None
+    except EOFError:
+        raise DataError(f"{path}: the compressed file ends early (truncated?)") from None
     except (pd.errors.ParserError, csv.Error) as error:
         detail = " ".join(str(error).split())
         raise DataError(f"{path}: not a valid CSV file ({detail})") from None
+    except (zipfile.BadZipFile, lzma.LZMAError, OSError, ImportError, ValueError) as error:
+        # pandas infers zip, bz2, xz, zstd ... from the suffix; a zip must hold exactly one CSV
+        detail = " ".join(str(error).split())[:200]
+        raise DataError(
+            f"{path}: cannot be read as a (compressed) CSV file ({detail}); pass each CSV, plain "
+            "or .gz, with its own --data"
+        ) from None
     missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
     if missing:
         found = ", ".join(map(str, frame.columns[:8]))
@@ -132,9 +144,11 @@ def parse_date(raw: str) -> date | None:
         return None
 
 
-def read_papers(path: Path) -> FileLoad:
-    """Parse one file's rows into papers with canonical arXiv codes; count every drop."""
+def read_papers(path: Path, source: str | None = None) -> FileLoad:
+    """Parse one file's rows into papers with canonical arXiv codes; count every drop. Each
+    paper's `source` is `source`, by default the file's name."""
     frame = read_csv(path)
+    source = source or path.name
     load = FileLoad([], {"rows_read": len(frame)})
     has_date = DATE_COLUMN in frame.columns
     dates = frame[DATE_COLUMN] if has_date else [""] * len(frame)
@@ -163,7 +177,7 @@ def read_papers(path: Path) -> FileLoad:
         bad_dates += has_date and paper_date is None
         labels = list(dict.fromkeys(labels))
         load.papers.append(
-            Paper(title.strip(), abstract.strip(), tuple(labels), paper_date, source=path.name)
+            Paper(title.strip(), abstract.strip(), tuple(labels), paper_date, source=source)
         )
     if unparsable > MAX_UNPARSABLE_FRACTION * len(frame):
         raise DataError(
@@ -191,8 +205,14 @@ def load_papers(
 def load_files(
     paths: list[Path],
 ) -> tuple[list[Paper], dict[str, int], Counter[str], dict[str, FileLoad]]:
-    """Read every file, then deduplicate across them (the first file's copy of a paper wins)."""
-    loads = {str(path): read_papers(path) for path in paths}
+    """Read every file, then deduplicate across them (the first file's copy of a paper wins).
+
+    Papers name their file by its name, or by its path where two files share a name."""
+    names = Counter(path.name for path in paths)
+    loads = {
+        str(path): read_papers(path, path.name if names[path.name] == 1 else str(path))
+        for path in paths
+    }
     everything = [paper for load in loads.values() for paper in load.papers]
     labelled = [paper for paper in everything if paper.labels]
     unique, duplicates = deduplicate(labelled)
@@ -207,24 +227,37 @@ def load_files(
 
 
 def deduplicate(papers: list[Paper]) -> tuple[list[Paper], int]:
-    """Merge papers sharing a normalised title or an abstract; labels are united.
+    """Merge papers sharing a normalised title or an abstract; labels are united, and the
+    first dated copy gives the date.
 
-    A paper listed twice keeps its first position, so the later split stays deterministic.
+    An empty title (or one of punctuation only) is no key, nor is an abstract shorter than
+    `MIN_ABSTRACT_KEY_WORDS` words ("This paper has been withdrawn."), so that unrelated papers
+    are not merged. A paper listed twice keeps its first position, so the later split stays
+    deterministic.
     """
     merged: list[Paper] = []
     index_by_key: dict[tuple[str, str], int] = {}
     for paper in papers:
-        keys = (
-            ("title", normalize_title(paper.title)),
-            ("abstract", " ".join(paper.abstract.split())),
-        )
+        title, abstract = normalize_title(paper.title), paper.abstract.split()
+        keys = [
+            *([("title", title)] if title else []),
+            *(
+                [("abstract", " ".join(abstract))]
+                if len(abstract) >= MIN_ABSTRACT_KEY_WORDS
+                else []
+            ),
+        ]
         found = next((index_by_key[key] for key in keys if key in index_by_key), None)
         if found is None:
             found = len(merged)
             merged.append(paper)
         else:
             kept = merged[found]
-            merged[found] = replace(kept, labels=tuple(dict.fromkeys(kept.labels + paper.labels)))
+            merged[found] = replace(
+                kept,
+                labels=tuple(dict.fromkeys(kept.labels + paper.labels)),
+                date=kept.date or paper.date,
+            )
         for key in keys:
             index_by_key.setdefault(key, found)
     return merged, len(papers) - len(merged)

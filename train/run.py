@@ -104,9 +104,10 @@ def resolve_data(args: argparse.Namespace) -> list[Path]:
     from train.download import KAGGLE_MIRROR_SHA256, KAGGLE_MIRROR_SIZE, KAGGLE_MIRROR_URL, download
 
     if args.data:
-        return list(args.data)
+        return list(dict.fromkeys(args.data))  # a file given twice is read (and listed) once
     if os.environ.get("ARXIV_DATA"):
-        return [Path(part) for part in os.environ["ARXIV_DATA"].split(os.pathsep) if part]
+        parts = os.environ["ARXIV_DATA"].split(os.pathsep)
+        return list(dict.fromkeys(Path(part) for part in parts if part))
     if DEFAULT_DATA.exists() or args.no_download:
         return [DEFAULT_DATA]
     print(f"No --data, $ARXIV_DATA or {DEFAULT_DATA}; downloading {KAGGLE_MIRROR_URL}", flush=True)
