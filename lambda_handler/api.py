@@ -75,6 +75,7 @@ class Request:
     is_base64: bool = False
     payload: object = None  # a direct invocation's event, used as the classify body
     gateway_request_id: str | None = None
+    has_query: bool = False  # the URL carried query parameters
 
 
 def parse_event(event: object) -> Request:
@@ -111,6 +112,11 @@ def parse_event(event: object) -> Request:
         body=body,
         is_base64=event.get("isBase64Encoded") is True,
         gateway_request_id=gateway_id,
+        has_query=bool(
+            event.get("rawQueryString")
+            or event.get("queryStringParameters")
+            or event.get("multiValueQueryStringParameters")
+        ),
     )
 
 
@@ -160,7 +166,12 @@ def read_json(request: Request) -> object:
         # One rule on both paths: the body is UTF-8, and a leading UTF-8 byte-order mark is
         # ignored (RFC 8259 §8.1). json.loads would guess UTF-16/32 for bytes by itself.
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(text.removeprefix("\ufeff"), parse_constant=_reject_constant)
+        return json.loads(
+            text.removeprefix("\ufeff"),
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            object_pairs_hook=_unique_keys,
+        )
     except (ValueError, RecursionError) as error:
         detail = "not UTF-8" if isinstance(error, UnicodeDecodeError) else _json_problem(error)
         raise ApiError(
@@ -180,6 +191,22 @@ def _utf8_size(text: str) -> int:
 
 def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _parse_int(digits: str) -> int | float:
+    """An integer, or a float (±inf when huge) past Python's 4,300-digit conversion limit, so a
+    huge `top_k` is refused as out of range rather than as invalid JSON."""
+    return int(digits) if len(digits) <= 100 else float(digits)
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An object, refused when it names a key twice: which copy counts would be a guess."""
+    fields = dict(pairs)
+    if len(fields) < len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {twice[:50]!r} appears twice in one object")
+    return fields
 
 
 def _json_problem(error: BaseException) -> str:

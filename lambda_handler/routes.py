@@ -99,6 +99,12 @@ class Router:
                 {"Allow": ", ".join(allowed)},
             )
         if path == "/classify":
+            if request.has_query:
+                raise ApiError(
+                    400,
+                    "invalid_request",
+                    "query parameters are not read here; send top_k and threshold in the JSON body",
+                )
             request_body = parse_classify(read_json(request), len(self.classifier.labels))
             return self._classify(request_body), len(request_body.documents)
         return (self._labels if path == "/labels" else self._health), 0

@@ -91,7 +91,14 @@ def _get_object(client: Any, bucket: str, key: str) -> Any:
             raise ModelError(f"no model: {name} is missing from the model's S3 location") from None
         raise ModelError(f"cannot download {name} from S3 ({code or 'client error'})") from None
     except BotoCoreError as error:
-        raise ModelError(f"cannot download {name} from S3 ({type(error).__name__})") from None
+        raise ModelError(f"cannot download {name} from S3 ({_failure(error)})") from None
+
+
+def _failure(error: BaseException) -> str:
+    """What went wrong, without the endpoint URL, bucket or local path that the error's own
+    text may hold: this line also reaches callers in the 503 body."""
+    reason = getattr(error, "strerror", None) if isinstance(error, OSError) else None
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__
 
 
 def _get_bytes(client: Any, bucket: str, key: str) -> bytes:
@@ -102,7 +109,8 @@ def _get_bytes(client: Any, bucket: str, key: str) -> bytes:
     try:
         return response["Body"].read()
     except (BotoCoreError, OSError) as error:
-        raise ModelError(f"cannot download {key.rsplit('/', 1)[-1]} from S3 ({error})") from None
+        name = key.rsplit("/", 1)[-1]
+        raise ModelError(f"cannot download {name} from S3 ({_failure(error)})") from None
 
 
 def _download(client: Any, bucket: str, key: str, entry: FileEntry, path: Path) -> None:
@@ -132,7 +140,7 @@ def _download(client: Any, bucket: str, key: str, entry: FileEntry, path: Path) 
     except (BotoCoreError, OSError) as error:
         Path(temporary).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
-        raise ModelError(f"cannot download {entry.name} from S3 ({error})") from None
+        raise ModelError(f"cannot download {entry.name} from S3 ({_failure(error)})") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         path.unlink(missing_ok=True)

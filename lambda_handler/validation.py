@@ -13,6 +13,7 @@ from lambda_handler.api import ApiError
 
 MAX_DOCUMENTS = 64
 MAX_ABSTRACT_CHARS = 20_000
+MAX_TITLE_CHARS = 1_000  # the longest title in the shared data has 335 characters
 DEFAULT_TOP_K = 5
 SINGLE_FIELDS = frozenset({"id", "title", "abstract", "top_k", "threshold"})
 BATCH_FIELDS = frozenset({"documents", "top_k", "threshold"})
@@ -70,12 +71,21 @@ def parse_classify(payload: object, n_labels: int) -> ClassifyRequest:
 
 
 def parse_document(fields: dict, where: str) -> Document:
-    """One paper's id, title and abstract, with the abstract's emptiness and length checked."""
+    """One paper's id, title and abstract, with their types, the abstract's emptiness and both
+    lengths checked."""
     doc_id, title, abstract = fields.get("id"), fields.get("title"), fields.get("abstract")
     if doc_id is not None and not isinstance(doc_id, str):
         raise ApiError(400, "invalid_request", f"{where}id must be a string")
     if title is not None and not isinstance(title, str):
         raise ApiError(400, "invalid_request", f"{where}title must be a string")
+    if title is not None and len(title) > MAX_TITLE_CHARS:
+        # The model reads the title first and only its first words: a long "title" would push
+        # the abstract out unseen.
+        raise ApiError(
+            413,
+            "title_too_long",
+            f"{where}title has {len(title)} characters; the limit is {MAX_TITLE_CHARS}",
+        )
     if abstract is None:
         raise ApiError(400, "invalid_request", f"{where}abstract is required")
     if not isinstance(abstract, str):

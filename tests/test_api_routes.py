@@ -309,6 +309,15 @@ BAD_BODIES = [
     ({"documents": [{"abstract": ABSTRACT, "top_k": 1}]}, 400, "invalid_request",
      "unknown field(s) 'top_k' in documents[0]"),
     ({"abstract": "x" * 20_001}, 413, "abstract_too_long", "limit is 20000"),
+    ({"title": "x " * 501, "abstract": ABSTRACT}, 413, "title_too_long", "limit is 1000"),
+    ({"documents": [{"title": "x" * 1001, "abstract": ABSTRACT}]}, 413, "title_too_long",
+     "documents[0].title has 1001 characters"),
+    ('{"abstract": "x y z", "abstract": "the"}', 400, "invalid_json", "'abstract' appears twice"),
+    ('{"documents": [{"abstract": "a", "title": "b", "title": "c"}]}', 400, "invalid_json",
+     "'title' appears twice"),
+    ('{"abstract": "x y z", "top_k": ' + "9" * 5000 + "}", 400, "invalid_top_k", "integer"),
+    ('{"abstract": "x y z", "id": -' + "9" * 5000 + "}", 400, "invalid_request",
+     "id must be a string"),
     ({"documents": [{"abstract": "a b"}] * 65}, 413, "too_many_documents", "at most 64"),
     ('{"abstract": ' * 50_000, 400, "invalid_json", "not valid JSON"),
     ("[" * 200_000 + "]" * 200_000, 400, "invalid_json", "nested too deeply"),
@@ -372,6 +381,26 @@ def test_invalid_http_envelopes_are_400(serving_service):
         answer = serving_service.handle(event, None)
         assert answer["statusCode"] == 400
         assert json.loads(answer["body"])["error"] == "invalid_event"
+
+
+def test_query_parameters_on_classify_are_refused_not_ignored(serving_service):
+    # ?top_k=1 would otherwise answer as if it were not there
+    v2 = serving_v2_event("POST", "/classify", {"abstract": ABSTRACT})
+    v1 = serving_v1_event("POST", "/classify", {"abstract": ABSTRACT})
+    for event, key, value in (
+        (v2, "rawQueryString", "top_k=1"),
+        (v1, "queryStringParameters", {"top_k": "1"}),
+        (v1, "multiValueQueryStringParameters", {"top_k": ["1"]}),
+    ):
+        answer = serving_service.handle({**event, key: value}, None)
+        data = json.loads(answer["body"])
+        assert (answer["statusCode"], data["error"]) == (400, "invalid_request")
+        assert "query parameters" in data["message"] and "JSON body" in data["message"]
+    empty = {**v1, "queryStringParameters": None, "multiValueQueryStringParameters": None}
+    for event in (v2, empty):
+        assert serving_service.handle(event, None)["statusCode"] == 200
+    health = {**serving_v2_event("GET", "/health", None), "rawQueryString": "nocache=1"}
+    assert serving_service.handle(health, None)["statusCode"] == 200
 
 
 def test_v1_headers_may_be_null_and_multi_value(serving_service):

@@ -53,6 +53,7 @@ def test_limits_and_fields_are_the_codes_constants():
     assert set(document["properties"]) == validation.DOCUMENT_FIELDS
     for fields in (single, document):
         assert fields["properties"]["abstract"]["maxLength"] == validation.MAX_ABSTRACT_CHARS
+        assert fields["properties"]["title"]["maxLength"] == validation.MAX_TITLE_CHARS
         assert fields["required"] == ["abstract"] and fields["additionalProperties"] is False
     assert batch["properties"]["documents"]["maxItems"] == validation.MAX_DOCUMENTS
     assert SCHEMAS["ClassifyResponse"]["properties"]["results"]["maxItems"] == (

@@ -171,3 +171,51 @@ def test_unreachable_endpoint_answers_503(s3, monkeypatch, tmp_path):
     status, body = classify(load("s3://bucket/model", tmp_path))
     assert status == 503
     assert "cannot download manifest.json from S3 (EndpointConnectionError)" in body["message"]
+
+
+class Body:
+    """An S3 object body that holds `data`, or fails with `error` when read."""
+
+    def __init__(self, data: bytes = b"", error: BaseException | None = None) -> None:
+        self.data, self.error = data, error
+
+    def read(self) -> bytes:
+        if self.error is not None:
+            raise self.error
+        return self.data
+
+    def iter_chunks(self, size: int):
+        yield self.read()
+
+
+class FlakyClient:
+    """An S3 client whose downloads fail with `error`, except manifest.json when given."""
+
+    def __init__(self, error: BaseException, manifest: bytes | None = None) -> None:
+        self.error, self.manifest = error, manifest
+
+    def get_object(self, Bucket: str, Key: str) -> dict:  # boto3's argument names
+        if Key.endswith("manifest.json") and self.manifest is not None:
+            return {"Body": Body(self.manifest)}
+        return {"Body": Body(error=self.error)}
+
+
+@pytest.mark.parametrize("read_fails_on", ["manifest.json", "model.onnx"])
+def test_a_failed_download_names_no_bucket_url_or_local_path(
+    serving_model_dir, tmp_path, read_fails_on
+):
+    # the ModelError text is also the public 503 body
+    from botocore.exceptions import ReadTimeoutError
+
+    url = "https://private-bucket.s3.eu-west-1.amazonaws.com/models/prod/model.onnx"
+    manifest = (serving_model_dir / "manifest.json").read_bytes()
+    for error, shown in (
+        (ReadTimeoutError(endpoint_url=url), "(ReadTimeoutError)"),
+        (OSError(28, "No space left on device", "/var/task/secret/x.part"), "device)"),
+    ):
+        client = FlakyClient(error, None if read_fails_on == "manifest.json" else manifest)
+        with pytest.raises(ModelError) as caught:
+            fetch_model("s3://private-bucket/models/prod", tmp_path, client)
+        message = str(caught.value)
+        assert message.startswith(f"cannot download {read_fails_on} from S3") and shown in message
+        assert "private-bucket" not in message and "/var/task" not in message
