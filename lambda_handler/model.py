@@ -90,10 +90,12 @@ class Classifier:
             baseline = TfidfScorer.from_files(blobs[BASELINE_FILE], blobs[BASELINE_WEIGHTS_FILE])
         except ValueError as error:
             raise ModelError(f"{BASELINE_FILE}/{BASELINE_WEIGHTS_FILE}: {error}") from None
+        weights = blobs.get(COMBINER_WEIGHTS_FILE)
         try:
-            combiner = Combiner.from_files(blobs[COMBINER_FILE], blobs.get(COMBINER_WEIGHTS_FILE))
+            combiner = Combiner.from_files(blobs[COMBINER_FILE], weights)
         except ValueError as error:
-            raise ModelError(f"{COMBINER_FILE}: {error}") from None
+            files = COMBINER_FILE if weights is None else f"{COMBINER_FILE}/{COMBINER_WEIGHTS_FILE}"
+            raise ModelError(f"{files}: {error}") from None
         classifier = cls(
             info=ModelInfo(manifest.name, manifest.version, tuple(manifest.served.items())),
             labels=label_set.labels,

@@ -113,9 +113,12 @@ def _refuse_unknown(fields: dict, allowed: frozenset[str], where: str) -> None:
 
 
 def parse_top_k(value: object, n_labels: int) -> int:
-    """`top_k` as given, or the default; ApiError unless an integer from 1 to n_labels."""
+    """`top_k` as given, or the default; ApiError unless an integer (2.0 included) from 1 to
+    n_labels."""
     if value is None:
         return min(DEFAULT_TOP_K, n_labels)
+    if type(value) is float and value.is_integer():
+        value = int(value)  # JSON (and the contract's schema) count 2.0 as the integer 2
     if type(value) is not int or not 1 <= value <= n_labels:
         raise ApiError(400, "invalid_top_k", f"top_k must be an integer from 1 to {n_labels}")
     return value

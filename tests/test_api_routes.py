@@ -146,6 +146,8 @@ def test_top_k_and_threshold_options(serving_service, serving_system, fmt):
     assert labels == [CODES[i] for i in np.argsort(-scores)]
     capped = call(serving_service, fmt, body={**body, "threshold": 0.0, "top_k": 2})[1]
     assert [item["label"] for item in capped["results"][0]["labels"]] == labels[:2]
+    whole = call(serving_service, fmt, body={**body, "threshold": 0.0, "top_k": 2.0})[1]
+    assert whole == capped  # JSON Schema, like the contract, counts 2.0 as an integer
     default_cap = call(serving_service, fmt, body={**body, "threshold": 0})[1]
     assert len(default_cap["results"][0]["labels"]) == 5
     only_top = call(serving_service, fmt, body={**body, "threshold": 1})[1]
@@ -289,7 +291,7 @@ BAD_BODIES = [
     ({"abstract": ABSTRACT, "top_k": True}, 400, "invalid_top_k", "from 1 to 6"),
     ({"abstract": ABSTRACT, "top_k": 0}, 400, "invalid_top_k", "integer"),
     ({"abstract": ABSTRACT, "top_k": 7}, 400, "invalid_top_k", "integer"),
-    ({"abstract": ABSTRACT, "top_k": 2.0}, 400, "invalid_top_k", "integer"),
+    ({"abstract": ABSTRACT, "top_k": 2.5}, 400, "invalid_top_k", "integer"),
     ({"abstract": ABSTRACT, "top_k": "3"}, 400, "invalid_top_k", "integer"),
     ({"abstract": ABSTRACT, "threshold": -0.01}, 400, "invalid_threshold", "from 0 to 1"),
     ({"abstract": ABSTRACT, "threshold": 1.5}, 400, "invalid_threshold", "from 0 to 1"),

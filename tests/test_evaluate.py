@@ -118,3 +118,14 @@ def test_training_plot_names_the_loss_the_lstm_was_trained_with(
     monkeypatch.setattr(report, "save_figure", lambda figure, path: figures.append(figure))
     report.plot_training({"loss": [2.0, 1.5], "val_micro_f1": [0.5, 0.6]}, output, tmp_path)
     assert figures[0].axes[0].get_title() == f"LSTM training loss ({loss})"
+
+
+def test_the_model_card_says_whether_one_threshold_or_per_label_ones_decide():
+    served = {"rule": "global", "thresholds": [0.29, 0.29, 0.29]}
+    assert report.threshold_words(served) == (
+        "one threshold for every label (0.29), chosen on validation."
+    )
+    served = {"rule": "shrunk, prior 30", "thresholds": [0.2, 0.35, 0.29]}
+    assert "per-label thresholds chosen on validation (rule: shrunk, prior 30)" in (
+        report.threshold_words(served)
+    )

@@ -104,7 +104,7 @@ BREAKAGES = {
     ),
     "tampered combiner.npz, manifest rewritten to match": (
         truncate("combiner.npz", remanifest=True, keep=0.9),
-        "combiner.json: not a readable npz file",
+        "combiner.json/combiner.npz: not a readable npz file",
     ),
     "truncated manifest.json": (truncate("manifest.json"), "manifest.json is not valid JSON"),
     "model directory deleted": (shutil.rmtree, "no model: the model directory does not exist"),

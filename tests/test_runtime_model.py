@@ -262,7 +262,10 @@ def test_a_model_without_a_low_confidence_line_answers_without_the_flag(make_ser
         ("combiner_kind", "unknown combiner kind 'median'"),
         ("combiner_shape", "stacked weights (6, 6) and bias (6,) do not fit 6 labels"),
         ("combiner_arrays_missing", "a stacked combiner needs its arrays file"),
-        ("combiner_pickle", "combiner.json: it holds pickled (object) data, which is never loaded"),
+        (
+            "combiner_pickle",
+            "combiner.json/combiner.npz: it holds pickled (object) data, which is never loaded",
+        ),
         ("baseline_labels", "baseline.npz scores 5 labels; labels.json lists 6"),
         ("baseline_words", "grams must hold word ids in [0, 5) or -1"),
         ("baseline_tampered", "baseline.npz sha256"),

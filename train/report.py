@@ -369,6 +369,13 @@ def weak_archive_reasons(archives: dict[str, dict], weak: list[str]) -> list[str
     return [lead, "", *lines, ""]
 
 
+def threshold_words(served: dict) -> str:
+    """How the served labels are decided, in the words the model card uses."""
+    if served["rule"] == "global":
+        return f"one threshold for every label ({served['thresholds'][0]:g}), chosen on validation."
+    return f"per-label thresholds chosen on validation (rule: {served['rule']})."
+
+
 def model_card(results: dict) -> str:
     """A short model card, generated from the run's own figures: data, fields, weak spots, use."""
     served = results["models"]["served"]
@@ -395,8 +402,8 @@ def model_card(results: dict) -> str:
         "## What it does",
         "",
         f"Suggests arXiv categories for a title and abstract: the **{served['combiner']}** of a "
-        "TF-IDF + logistic-regression model and a BiLSTM, with per-label thresholds chosen on "
-        f"validation (rule: {served['rule']}). The top label is always returned.",
+        f"TF-IDF + logistic-regression model and a BiLSTM, with {threshold_words(served)} "
+        "The top label is always returned.",
         "",
         "## Quality (held-out test papers)",
         "",
