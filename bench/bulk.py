@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--papers", type=Path, help="CSV or JSONL of real papers to repeat")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
+    if args.records < 1 or min(args.workers) < 1:
+        parser.error("--records and --workers must be at least 1")
     args.papers = args.papers or default_papers_path()
     with tempfile.TemporaryDirectory(prefix="bulk-input-") as folder:
         input_path = Path(folder) / "papers.jsonl"

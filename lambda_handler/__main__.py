@@ -17,10 +17,12 @@ import gzip
 import io
 import json
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lambda_handler.api import utf8_json
 from lambda_handler.service import Service
 from lambda_handler.settings import Settings
 
@@ -50,7 +52,7 @@ def read_papers(path: Path) -> Iterator[Paper]:
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:
             raise InputError(f"{path} is not valid gzip: {error}") from None
     try:
         text = raw.decode("utf-8-sig")
@@ -93,10 +95,11 @@ def _csv_papers(text: str, path: Path) -> Iterator[Paper]:
     if not rows:
         raise InputError(f"{path} holds no papers (only a header)")
     for number, row in enumerate(rows, start=2):
-        if None in row or any(value is None for value in row.values()):
+        extra, missing = len(row.get(None) or ()), sum(value is None for value in row.values())
+        if extra or missing:
             raise InputError(
-                f"{path} row {number}: {len(row.get(None) or [])} more or fewer fields than "
-                f"the header's {len(fieldnames)}; is a quote or comma missing?"
+                f"{path} row {number}: {f'{extra} more' if extra else f'{missing} fewer'} "
+                f"fields than the header's {len(fieldnames)}; is a quote or comma missing?"
             )
     return _rows_to_papers(rows, columns, title_column, abstract_column)
 
@@ -122,7 +125,7 @@ def _jsonl_papers(text: str) -> Iterator[Paper]:
         where = f"line {number}"
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             yield Paper(str(number), where, {"invalid": "not valid JSON"})
             continue
         if not isinstance(record, dict):
@@ -218,11 +221,13 @@ def main(argv: list[str] | None = None) -> int:
             result = outcome["result"]
             if args.json:
                 record = {"id": paper.id} if paper.id else {}
-                print(json.dumps(record | result, ensure_ascii=False))
+                print(utf8_json(record | result))
             else:
                 if paper.id:
-                    title = str(paper.fields.get("title") or "").strip().replace("\n", " ")
-                    print(f"{paper.id}: {title[:70] + ('…' if len(title) > 70 else '')}")
+                    title = printable(str(paper.fields.get("title") or "")).strip()
+                    title = title.replace("\n", " ")
+                    shown = title[:70] + ("…" if len(title) > 70 else "")
+                    print(f"{printable(paper.id)}: {shown}")
                 print(format_table(result["labels"]))
                 if result.get("low_confidence"):
                     print("  (low confidence: the top score is below the model's line)")
@@ -231,7 +236,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 1 if failed else 0
+
+
+def printable(text: str) -> str:
+    """`text` with any lone surrogate (valid in JSON strings) written as its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 if __name__ == "__main__":

@@ -55,12 +55,18 @@ def json_response(
     status: int, payload: object, headers: Mapping[str, str] | None = None
 ) -> Response:
     """A compact UTF-8 JSON response (ASCII-escaped when the payload holds a lone surrogate)."""
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Response(status, utf8_json(payload, separators=(",", ":")), dict(headers or {}))
+
+
+def utf8_json(payload: object, separators: tuple[str, str] | None = None) -> str:
+    """`payload` as JSON text that encodes as UTF-8: ASCII-escaped when it holds a lone
+    surrogate (e.g. an echoed id "\\ud800": valid JSON in, valid UTF-8 out)."""
+    text = json.dumps(payload, ensure_ascii=False, separators=separators)
     try:
-        body.encode("utf-8")
-    except UnicodeEncodeError:  # e.g. an echoed id "\ud800": valid JSON in, valid UTF-8 out
-        body = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
-    return Response(status, body, dict(headers or {}))
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(payload, ensure_ascii=True, separators=separators)
+    return text
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ INPUT is a path or an s3:// URI, .jsonl or .csv, optionally .gz. OUTPUT_DIR rece
 command run again skips them. `_run.json` records the run's settings (a rerun with others is
 refused) and `_summary.json` its counts. Each result is bulk.py's, plus the input `line` it
 came from. Stops with one line and exit status 2, before any work, when the input is missing,
-unreadable or has no abstract column, or OUTPUT_DIR cannot be written.
+unreadable or has no abstract column, `--top-k` or `--threshold` is out of range, or OUTPUT_DIR
+cannot be written; and, keeping the parts already written, when a compressed input turns out
+damaged part-way. A CSV row that does not parse (a stray quote, too many or too few fields)
+is an error result of its own, never merged into its neighbours.
 """
 
 from __future__ import annotations
@@ -25,16 +28,19 @@ import re
 import signal
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from lambda_handler.api import ApiError, utf8_json
 from lambda_handler.bulk import ABSTRACT_FIELDS, classify
 from lambda_handler.files import write_bytes_atomic, write_json_atomic
 from lambda_handler.manifest import ModelError
 from lambda_handler.model import Classifier
 from lambda_handler.settings import Settings
+from lambda_handler.validation import parse_threshold, parse_top_k
 
 DEFAULT_BATCH_SIZE = 64  # ItemBatcher's MaxItemsPerBatch in infra/template.yaml
 DEFAULT_PART_BATCHES = 100  # batches per output file: 6,400 records, the unit of resuming
@@ -137,17 +143,27 @@ class _Counted(io.RawIOBase):
 
 
 def entries(source: Source) -> Iterator[Entry]:
-    """Every record of the input, in order, malformed ones included as errors."""
+    """Every record of the input, in order, malformed ones included as errors; BulkError when
+    the file itself is damaged (bad or truncated gzip), with the parts written so far kept."""
     stream = io.BufferedReader(source.stream(), 1 << 20)
-    if source.format == "jsonl":
-        yield from _jsonl_entries(stream)
-    else:
-        yield from _csv_entries(stream, source.name)
+    try:
+        if source.format == "jsonl":
+            yield from _jsonl_entries(stream)
+        else:
+            yield from _csv_entries(stream, source.name)
+    except (OSError, EOFError, zlib.error) as error:
+        detail = " ".join(str(error).split())[:200] or type(error).__name__
+        raise BulkError(
+            f"{source.name} cannot be read past byte {source.position:,} ({detail}); the parts "
+            "written before are complete"
+        ) from None
 
 
 def _jsonl_entries(stream: IO[bytes]) -> Iterator[Entry]:
     index = 0
     for line_number, line in enumerate(stream, start=1):
+        if line_number == 1:
+            line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
         if not line.strip():
             continue  # blank lines hold no record
         try:
@@ -165,9 +181,10 @@ def _jsonl_entries(stream: IO[bytes]) -> Iterator[Entry]:
 
 
 def _csv_entries(stream: IO[bytes], name: str) -> Iterator[Entry]:
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     csv.field_size_limit(CSV_FIELD_LIMIT)
-    reader = csv.DictReader(text)
+    lines = _Lines(text)  # csv's own line_num misses the lines of a row that fails to parse
+    reader = csv.DictReader(lines, strict=True)  # a stray quote is an error, not merged rows
     try:
         header = reader.fieldnames or []
     except (csv.Error, OSError, EOFError) as error:
@@ -177,7 +194,7 @@ def _csv_entries(stream: IO[bytes], name: str) -> Iterator[Entry]:
             f"{name}: no abstract column; expected one of {', '.join(ABSTRACT_FIELDS)}, "
             f"found {', '.join(header[:10]) or 'no header'}"
         )
-    index, line_number = 0, reader.line_num + 1
+    index, line_number = 0, lines.read + 1
     while True:
         try:
             row = next(reader)
@@ -188,7 +205,15 @@ def _csv_entries(stream: IO[bytes], name: str) -> Iterator[Entry]:
                 index, line_number, error=("invalid_request", f"line {line_number}: {error}")
             )
         else:
-            if any(
+            extra, missing = len(row.get(None) or ()), sum(value is None for value in row.values())
+            if extra or missing:
+                problem = f"{extra} more" if extra else f"{missing} fewer"
+                message = (
+                    f"line {line_number} has {problem} fields than the header's "
+                    f"{len(header)}; is a quote or comma missing?"
+                )
+                yield Entry(index, line_number, error=("invalid_request", message))
+            elif any(
                 "\udc80" <= char <= "\udcff"
                 for value in row.values()
                 if isinstance(value, str)
@@ -199,7 +224,22 @@ def _csv_entries(stream: IO[bytes], name: str) -> Iterator[Entry]:
                 )
             else:
                 yield Entry(index, line_number, row)
-        index, line_number = index + 1, reader.line_num + 1
+        index, line_number = index + 1, lines.read + 1
+
+
+class _Lines:
+    """The lines of a text stream, counting how many have been read."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self.text, self.read = text, 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.text)
+        self.read += 1
+        return line
 
 
 # --- work -------------------------------------------------------------------------------------
@@ -262,7 +302,7 @@ def run_part(plan: Plan, part: list[Entry]) -> Counts:
             failed = "error" in result
             counts.failed += failed
             counts.classified += not failed
-            lines.append(json.dumps({**result, "line": entry.line}, ensure_ascii=False))
+            lines.append(utf8_json({**result, "line": entry.line}))
     write_bytes_atomic(plan.output / part_name(part[0].index), ("\n".join(lines) + "\n").encode())
     return counts
 
@@ -323,7 +363,13 @@ def prepare_output(output: Path, settings: dict[str, object]) -> None:
             stale.unlink()
         run_file = output / RUN_FILE
         if run_file.exists():
-            previous = json.loads(run_file.read_text(encoding="utf-8"))
+            try:
+                previous = json.loads(run_file.read_text(encoding="utf-8"))
+            except ValueError:
+                raise BulkError(
+                    f"{run_file} is not readable JSON; use another directory, or delete it to "
+                    "start this one afresh"
+                ) from None
             if previous != settings:
                 differ = sorted(
                     k
@@ -349,6 +395,11 @@ def run(args: argparse.Namespace) -> Counts:
         classifier = _load(plan)  # fails here, before any work, if the model is bad
     except ModelError as error:
         raise BulkError(f"the model cannot be used: {error}") from None
+    try:  # as the API checks them, but once for the whole run
+        parse_top_k(args.top_k, len(classifier.labels))
+        parse_threshold(args.threshold)
+    except ApiError as error:
+        raise BulkError(f"--{error.message.replace('_', '-')}") from None
     records = entries(source)
     first = next(records, None)  # reads the header (CSV) and checks the format
     settings = {

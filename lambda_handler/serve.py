@@ -99,6 +99,13 @@ def make_server(service: Service, host: str = "127.0.0.1", port: int = 3000) -> 
                     self.close_connection = True
                     return self._too_large()
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:  # the client closed its side early
+                    self.close_connection = True
+                    return self._reply_error(
+                        400,
+                        "invalid_request",
+                        f"the body ended after {len(body)} of its {length} bytes",
+                    )
             event = build_event(
                 self.command, self.path, list(self.headers.items()), body, self.client_address[0]
             )
@@ -188,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=3000, help="port (default 3000; 0 = any)")
     parser.add_argument("--model-dir", type=Path, help="model directory (default MODEL_DIR)")
     args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be from 0 to 65535, got {args.port}")
     settings = Settings.from_env()
     if args.model_dir is not None:
         settings = replace(settings, model_dir=args.model_dir, model_s3_uri=None)

@@ -266,6 +266,100 @@ def test_whole_run_problems_stop_with_one_line_before_any_work(
     assert not list(tmp_path.rglob("part-*"))
 
 
+def test_a_lone_surrogate_in_an_id_is_answered_not_fatal(tmp_path, serving_model_dir):
+    # valid JSON ("\\udc80"); written back escaped, as valid UTF-8, with the record's result
+    lines = jsonl_lines(3)
+    lines[1] = b'{"id": "\\udc80x", "abstract": "graph neural networks for molecules"}'
+    assert (
+        bulk(write_jsonl(tmp_path / "in.jsonl", lines), tmp_path / "out", model=serving_model_dir)
+        == 0
+    )
+    found = results(tmp_path / "out")
+    assert [r["id"] for r in found] == ["r0", "\udc80x", "r2"] and "error" not in found[1]
+
+
+def test_a_broken_csv_row_is_an_error_result_never_merged_or_cut(tmp_path, serving_model_dir):
+    source = tmp_path / "in.csv"
+    source.write_bytes(
+        b"\xef\xbb\xbftitle,abstract\r\n"  # a byte-order mark: the title column still counts
+        b"Graphs,Graph neural networks for molecules\r\n"
+        b"Extra,Graph neural networks, for molecules\r\n"
+        b'"Stray,Reinforcement learning\r\nNext,Robot control\r\n"Closed",Translation\r\n'
+        b"Last,Images of galaxies\r\n"
+    )
+    assert bulk(source, tmp_path / "out", model=serving_model_dir) == 0
+    found = results(tmp_path / "out")
+    assert [r["line"] for r in found] == [2, 3, 4, 7]
+    assert [r.get("error") for r in found] == [None, "invalid_request", "invalid_request", None]
+    assert "1 more fields than the header's 2" in found[1]["message"]
+    without_bom = results_of(
+        tmp_path, "title,abstract\nGraphs,Graph neural networks for molecules\n", serving_model_dir
+    )
+    assert found[0] == without_bom[0]  # the title was read despite the byte-order mark
+
+
+def results_of(tmp_path: Path, text: str, model: Path) -> list[dict]:
+    source, out = tmp_path / "plain.csv", tmp_path / "plain-out"
+    source.write_text(text, encoding="utf-8")
+    assert bulk(source, out, model=model) == 0
+    return results(out)
+
+
+def test_a_jsonl_byte_order_mark_is_skipped(tmp_path, serving_model_dir):
+    lines = jsonl_lines(2)
+    lines[0] = b"\xef\xbb\xbf" + lines[0]
+    assert (
+        bulk(write_jsonl(tmp_path / "in.jsonl", lines), tmp_path / "out", model=serving_model_dir)
+        == 0
+    )
+    assert [r.get("error") for r in results(tmp_path / "out")] == [None, None]
+
+
+@pytest.mark.parametrize("damage", ["not gzip", "truncated", "corrupt block"])
+def test_a_damaged_gzip_input_stops_with_one_line_keeping_whole_parts(
+    tmp_path, serving_model_dir, capsys, damage
+):
+    packed = gzip.compress(b"".join(line + b"\n" for line in jsonl_lines(300)))
+    data = {
+        "not gzip": b"this is not gzip at all\n" * 20,
+        "truncated": packed[: len(packed) * 2 // 3],
+        "corrupt block": packed[:40] + bytes(b ^ 0xFF for b in packed[40:80]) + packed[80:],
+    }[damage]
+    source = tmp_path / "in.jsonl.gz"
+    source.write_bytes(data)
+    out = tmp_path / "out"
+    code = bulk(source, out, "--batch-size", "10", "--part-batches", "1", model=serving_model_dir)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: ") and "cannot be read past byte" in err[-1]
+    for part in out.glob("part-*.jsonl"):  # whatever was written is whole
+        assert len(part.read_text().splitlines()) == 10
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--top-k", "0"), "--top-k must be an integer from 1 to 6"),
+        (("--threshold", "2"), "--threshold must be a number from 0 to 1"),
+        (("--threshold", "nan"), "--threshold must be a number from 0 to 1"),
+    ],
+)
+def test_bad_options_stop_the_run_before_any_work(
+    tmp_path, serving_model_dir, capsys, option, message
+):
+    source = write_jsonl(tmp_path / "in.jsonl", jsonl_lines(2))
+    assert bulk(source, tmp_path / "out", *option, model=serving_model_dir) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_run_file_is_one_line_not_a_traceback(tmp_path, serving_model_dir, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "_run.json").write_text('{"input": ', encoding="utf-8")
+    source = write_jsonl(tmp_path / "in.jsonl", jsonl_lines(2))
+    assert bulk(source, tmp_path / "out", model=serving_model_dir) == 2
+    assert "_run.json is not readable JSON" in capsys.readouterr().err
+
+
 def test_a_csv_without_an_abstract_column_is_refused(tmp_path, serving_model_dir, capsys):
     source = tmp_path / "in.csv"
     source.write_text("title,body\nA,B\n", encoding="utf-8")

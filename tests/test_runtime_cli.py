@@ -150,9 +150,10 @@ def test_csv_without_an_abstract_column(capsys, tmp_path, serving_model_dir):
             "row 2: not valid CSV",
         ),
         ("title,abstract\n", "holds no papers (only a header)"),
-        ("title,abstract\nA,b,c\n", "row 2: 1 more or fewer fields than the header's 2"),
+        ("title,abstract\nA,b,c\n", "row 2: 1 more fields than the header's 2"),
+        ("title,abstract,id\nA,b\n", "row 2: 1 fewer fields than the header's 3"),
     ],
-    ids=["stray-quote", "header-only", "extra-field"],
+    ids=["stray-quote", "header-only", "extra-field", "missing-field"],
 )
 def test_a_broken_csv_stops_before_any_paper_with_one_line(
     capsys, tmp_path, serving_model_dir, contents, message
@@ -199,3 +200,44 @@ def test_module_entry_point_runs(serving_model_dir):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["labels"][0]["label"] == "cs.CV"
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_a_lone_surrogate_in_an_id_or_title_is_printed_escaped(
+    tmp_path, serving_model_dir, json_lines
+):
+    # valid JSON in; a strict UTF-8 pipe out, as a real terminal or file would get
+    path = tmp_path / "papers.jsonl"
+    path.write_text(
+        '{"id": "\\udc80x", "title": "T\\udc81", "abstract": "graph neural networks"}\n'
+        + json.dumps({"id": "b", "abstract": ABSTRACT})
+        + "\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": "utf-8:strict"}
+    command = [sys.executable, "-m", "lambda_handler", "--model-dir", str(serving_model_dir)]
+    done = subprocess.run(
+        [*command, "--file", str(path), *(["--json"] if json_lines else [])],
+        cwd=REPO, env=env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode("utf-8")
+    if json_lines:
+        assert [json.loads(line)["id"] for line in out.splitlines()] == ["\udc80x", "b"]
+    else:
+        assert "\\udc80x: T\\udc81" in out and "b: " in out
+
+
+def test_deeply_nested_json_lines_and_a_corrupt_gzip_block_are_one_line_each(
+    capsys, tmp_path, serving_model_dir
+):
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text("[" * 100_000 + "\n" + json.dumps({"abstract": ABSTRACT}) + "\n")
+    code, out, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(nested))
+    assert code == 1 and err == "error: line 1: not valid JSON\n" and "cs." in out
+    packed = gzip.compress(("title,abstract\n" + f"T,{ABSTRACT}\n" * 200).encode())
+    corrupt = tmp_path / "corrupt.csv.gz"
+    corrupt.write_bytes(packed[:20] + bytes(b ^ 0xFF for b in packed[20:60]) + packed[60:])
+    code, out, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(corrupt))
+    assert (code, out) == (1, "") and err.startswith(f"error: {corrupt} is not valid gzip")
+    assert err.count("\n") == 1

@@ -190,3 +190,29 @@ def test_serve_main_binds_loopback_and_stops_on_a_signal(serving_model_dir, stop
             process.kill()
             process.wait(timeout=10)
         process.stderr.close()
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_port_out_of_range_is_a_usage_error(capsys, port):
+    from lambda_handler.serve import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--port", port])
+    assert stopped.value.code == 2 and "--port must be from 0 to 65535" in capsys.readouterr().err
+
+
+def test_a_body_cut_short_by_the_client_is_refused_not_classified(base_url):
+    host, port = base_url.removeprefix("http://").split(":")
+    data = json.dumps({"abstract": ABSTRACT}).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(POST + b"Content-Length: %d\r\n\r\n" % (len(data) + 50) + data)
+        raw.shutdown(socket.SHUT_WR)  # no more bytes will come
+        reply = b""
+        while received := raw.recv(65536):
+            reply += received
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"400"
+    assert (
+        json.loads(body)["message"]
+        == f"the body ended after {len(data)} of its {len(data) + 50} bytes"
+    )
