@@ -55,6 +55,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-export", action="store_true", help="only upload the existing --out directory"
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="upload over another model at that prefix (it is unavailable until the upload ends)",
+    )
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
     parser.add_argument(
         "--batch-size", type=positive_int, default=BATCH_SIZE, help="parity-gate batch size"
@@ -68,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.skip_export and not args.upload:
         parser.error("--skip-export needs --upload")
+    if args.replace and not args.upload:
+        parser.error("--replace needs --upload")
     if args.opset < MIN_OPSET:
         parser.error(f"--opset must be at least {MIN_OPSET}")
     return args
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_export:
             run_export(args)
         if location is not None:
-            keys = upload_model_dir(args.out, location)
+            keys = upload_model_dir(args.out, location, replace=args.replace)
             logger.info("uploaded %d files to %s, manifest last", len(keys), location)
     except ExportError as error:
         print(f"export: error: {error}", file=sys.stderr)

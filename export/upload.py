@@ -2,7 +2,10 @@
 
 Readers accept a prefix only when its manifest matches every file, and the manifest goes up
 after all files, so a reader never accepts a half-uploaded model. The directory is verified
-against its manifest before anything is sent.
+against its manifest before anything is sent. A prefix holds one model: one that already holds
+another is refused, since files overwritten under its manifest would make it unreadable, unless
+`replace` is given; then its manifest goes first, so that until the new one is up a reader
+finds no model rather than a mix.
 """
 
 from __future__ import annotations
@@ -47,11 +50,25 @@ def parse_s3_uri(uri: str) -> S3Location:
 
 
 def upload_model_dir(
-    directory: Path, location: S3Location, client: BaseClient | None = None
+    directory: Path, location: S3Location, client: BaseClient | None = None, replace: bool = False
 ) -> list[str]:
     """Upload the files `directory`'s manifest lists, then the manifest; returns the keys."""
     manifest = verify_model_dir(directory)
-    client = client or boto3.client("s3")
+    try:
+        client = client or boto3.client("s3")
+    except BotoCoreError as error:  # e.g. an unknown AWS_PROFILE or a malformed region
+        raise ExportError(f"cannot set up an S3 client: {error}") from None
+    existing = stored_manifest(client, location)
+    if existing is not None and existing != (directory / MANIFEST_NAME).read_bytes():
+        if not replace:
+            raise ExportError(
+                f"{location} already holds another model; upload to a new prefix (one per "
+                "model version, which MODEL_S3_URI then names), or pass --replace"
+            )
+        try:
+            client.delete_object(Bucket=location.bucket, Key=location.key(MANIFEST_NAME))
+        except (BotoCoreError, ClientError) as error:
+            raise ExportError(f"cannot remove the manifest at {location}: {error}") from None
     keys = []
     for name in [*manifest.files, MANIFEST_NAME]:
         key = location.key(name)
@@ -64,3 +81,16 @@ def upload_model_dir(
             raise ExportError(f"upload of {name} to {location} failed: {error}") from None
         keys.append(key)
     return keys
+
+
+def stored_manifest(client: BaseClient, location: S3Location) -> bytes | None:
+    """The manifest.json bytes already under `location`, or None when there is none."""
+    try:
+        answer = client.get_object(Bucket=location.bucket, Key=location.key(MANIFEST_NAME))
+        return answer["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise ExportError(f"cannot look for a model at {location}: {error}") from None
+    except BotoCoreError as error:
+        raise ExportError(f"cannot look for a model at {location}: {error}") from None

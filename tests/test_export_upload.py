@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from boto3.exceptions import S3UploadFailedError
 
 from export import ExportError
 from export.manifest import build_manifest
@@ -95,7 +96,7 @@ def test_failed_upload_is_one_line_and_sends_no_manifest(s3, model_dir: Path) ->
     with pytest.raises(ExportError) as raised:
         upload_model_dir(model_dir, S3Location("no-such-bucket", "m"), client=s3)
     message = str(raised.value)
-    assert message.startswith("upload of model.onnx to s3://no-such-bucket/m failed: ")
+    assert message.startswith("cannot look for a model at s3://no-such-bucket/m: ")
     assert "NoSuchBucket" in message
     assert "\n" not in message
 
@@ -125,3 +126,59 @@ def test_parse_s3_uri(uri: str, manifest_key: str) -> None:
 def test_parse_s3_uri_refuses_other_uris(uri: str) -> None:
     with pytest.raises(ExportError, match="not an S3 URI"):
         parse_s3_uri(uri)
+
+
+def other_model(model_dir: Path, tmp_path: Path) -> Path:
+    """A copy of `model_dir` with other labels and its own manifest: another model."""
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in MODEL_FILES:
+        (other / name).write_bytes((model_dir / name).read_bytes())
+    (other / "labels.json").write_bytes(b'{"other": true}')
+    manifest = build_manifest(
+        other, created=datetime(2026, 12, 6, tzinfo=UTC), opset=17, training_data={},
+        metrics={}, served={}, gates={}, versions={},
+    )  # fmt: skip
+    write_json_atomic(other / "manifest.json", manifest)
+    return other
+
+
+class FailsOnFourthFile:
+    """An S3 client whose fourth upload_file fails, as a network would."""
+
+    def __init__(self, client) -> None:
+        self.client, self.uploads = client, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+    def upload_file(self, *args, **kwargs) -> None:
+        self.uploads += 1
+        if self.uploads == 4:
+            raise S3UploadFailedError("connection reset")
+        self.client.upload_file(*args, **kwargs)
+
+
+def test_a_prefix_holding_another_model_is_refused_unless_replaced(
+    s3, bucket: str, model_dir: Path, tmp_path: Path
+) -> None:
+    location = S3Location(bucket, "models/v1")
+    upload_model_dir(model_dir, location, client=s3)
+    upload_model_dir(model_dir, location, client=s3)  # the same model again: a retry is fine
+    before = objects(s3, bucket)
+    other = other_model(model_dir, tmp_path)
+    with pytest.raises(ExportError, match="already holds another model; upload to a new prefix"):
+        upload_model_dir(other, location, client=s3)
+    assert objects(s3, bucket) == before  # nothing sent
+    with pytest.raises(ExportError, match="connection reset"):
+        upload_model_dir(other, location, client=FailsOnFourthFile(s3), replace=True)
+    left = objects(s3, bucket)
+    assert "models/v1/manifest.json" not in left  # no model, rather than a mix of two
+    upload_model_dir(other, location, client=s3, replace=True)
+    assert objects(s3, bucket) == expected_objects(other, "models/v1")
+
+
+def test_replace_needs_upload(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["--replace"])
+    assert raised.value.code == 2 and "--replace needs --upload" in capsys.readouterr().err
