@@ -83,7 +83,14 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
     label_set = parse_labels(read_json(artifacts_dir / LABELS_FILE), artifacts_dir / LABELS_FILE)
     labels = label_set.labels
     papers = read_papers(artifacts_dir / TEST_SPLIT_FILE)
-    metrics = parse_metrics(read_json(reports_dir / METRICS_FILE), reports_dir / METRICS_FILE)
+    metrics_document = read_json(reports_dir / METRICS_FILE)
+    metrics = parse_metrics(metrics_document, reports_dir / METRICS_FILE)
+    training_data = read_json(artifacts_dir / DATA_FILE)
+    if metrics_document.get("data") != training_data:  # parse_metrics checked it is an object
+        raise ExportError(
+            f"{reports_dir / METRICS_FILE} is from another training run than {artifacts_dir} "
+            f"(its data differ from {DATA_FILE}); pass the --reports of that run"
+        )
     baseline_files = read_files(artifacts_dir, (BASELINE_FILE, BASELINE_WEIGHTS_FILE))
     combiner_files = read_files(artifacts_dir, (COMBINER_FILE,))
     if (artifacts_dir / COMBINER_WEIGHTS_FILE).is_file():
@@ -104,18 +111,22 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
             f"{artifacts_dir}: the combiner's or the baseline's labels differ from {LABELS_FILE}"
         )
     predictions = read_predictions(artifacts_dir / PREDICTIONS_FILE, (len(papers), len(labels)))
-    if len(metrics["lstm"].get("thresholds", ())) != len(labels):
+    thresholds = metrics["lstm"].get("thresholds")
+    if (
+        not isinstance(thresholds, list)
+        or len(thresholds) != len(labels)
+        or not all(type(t) in (int, float) and 0 <= t <= 1 for t in thresholds)
+    ):
         raise ExportError(
-            f"{reports_dir / METRICS_FILE}: models.lstm.thresholds must fit the labels"
+            f"{reports_dir / METRICS_FILE}: models.lstm.thresholds must be {len(labels)} numbers "
+            "from 0 to 1, one per label"
         )
     return Artifacts(
         model_path=model_path,
         tokenizer=read_tokenizer(artifacts_dir / TOKENIZER_FILE),
         label_set=label_set,
         papers=papers,
-        training_data=parse_training_data(
-            read_json(artifacts_dir / DATA_FILE), artifacts_dir / DATA_FILE
-        ),
+        training_data=parse_training_data(training_data, artifacts_dir / DATA_FILE),
         metrics=metrics,
         baseline_files=baseline_files,
         combiner_files=combiner_files,
@@ -152,9 +163,10 @@ def _existing(path: Path) -> Path:
 
 def read_json(path: Path) -> object:
     """Parsed JSON of `path`, or a one-line error for a missing or malformed file."""
-    text = _existing(path).read_text(encoding="utf-8")
     try:
-        return json.loads(text)
+        return json.loads(_existing(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ExportError(f"{path} is not UTF-8 text") from None
     except json.JSONDecodeError as error:
         raise ExportError(f"{path} is not valid JSON: {error}") from None
 
@@ -187,6 +199,8 @@ def read_papers(path: Path) -> tuple[Paper, ...]:
                 papers.append(_paper(line, f"{path} line {number}"))
     except (OSError, EOFError) as error:
         raise ExportError(f"{path} is not a readable gzip file: {error}") from None
+    except UnicodeDecodeError:
+        raise ExportError(f"{path} is not UTF-8 text") from None
     if not papers:
         raise ExportError(f"{path} holds no papers")
     return tuple(papers)

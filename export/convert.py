@@ -57,6 +57,9 @@ def to_onnx(function: tf.types.experimental.PolymorphicFunction, opset: int) -> 
     """Convert a serving function; the dict output gives the ONNX output its name."""
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     logging.getLogger("tf2onnx.rewriter.rnn_utils").addFilter(_drop_expected_bi_rnn_notice)
+    if opset not in tf2onnx.constants.OPSET_TO_IR_VERSION:
+        newest = max(tf2onnx.constants.OPSET_TO_IR_VERSION)
+        raise ExportError(f"tf2onnx {tf2onnx.__version__} converts to opset {newest} at most")
     model, _ = tf2onnx.convert.from_function(
         function, input_signature=function.input_signature, opset=opset
     )

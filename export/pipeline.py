@@ -46,6 +46,7 @@ from train.thresholds import micro_f1, predict_sets
 
 PRECISIONS = ("int8", "fp32")
 
+BASELINE_TOLERANCE = 1e-5  # the same numpy scorer ran in training: only float rounding may differ
 logger = logging.getLogger(__name__)
 
 
@@ -101,7 +102,7 @@ def export_model(
     kept_sequences = [sequences[i] for i in kept]
     codes = [label.code for label in artifacts.labels]
     targets = multi_hot([artifacts.papers[i].labels for i in kept], codes)
-    baseline_scores = artifacts.predictions["baseline"][kept]
+    baseline_scores = shipped_baseline_scores(artifacts, kept)
     fp32_scores = scores_in_order(fp32_predict, kept_sequences, batch_size)
     quantization = None
     served_bytes = fp32_bytes
@@ -167,6 +168,24 @@ def export_model(
         write_json_atomic(staging / MANIFEST_NAME, manifest)
         verify_model_dir(staging)
     return ExportResult(out=out, version=manifest["model"]["version"], reference=reference)
+
+
+def shipped_baseline_scores(artifacts: Artifacts, kept: list[int]) -> np.ndarray:
+    """The shipped baseline's scores of the kept test papers, as the function computes them;
+    refused unless they are training's (predictions.npz), which the gates also rely on."""
+    papers = [artifacts.papers[i] for i in kept]
+    scores = artifacts.baseline.predict_proba(
+        [artifacts.tokenizer.words(paper.title, paper.abstract) for paper in papers]
+    )
+    trained = artifacts.predictions["baseline"][kept]
+    finite = np.isfinite(trained).all()
+    gap = float(np.max(np.abs(scores - trained), initial=0.0)) if finite else float("inf")
+    if gap > BASELINE_TOLERANCE:
+        raise ExportError(
+            f"the baseline scores the test papers up to {gap:.2g} away from training's "
+            f"predictions.npz (tolerance {BASELINE_TOLERANCE:g}): they are not of the same run"
+        )
+    return scores
 
 
 def manifest_for(

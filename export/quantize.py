@@ -2,9 +2,9 @@
 
 `quantize` applies onnxruntime's dynamic quantization to the fp32 graph: the LSTM weights
 become int8 per channel (`DynamicQuantizeLSTM`), in 7 bits so that every CPU computes the same
-integers (see `MAX_WEIGHT`). `served_scores` runs the served
-system as the function does (LSTM through onnxruntime, numpy baseline, combiner), so the
-quantization gate compares int8 with fp32 *as served*, thresholds included.
+integers (see `MAX_WEIGHT`). The quantization gate combines each LSTM's scores with the
+shipped baseline's and the combiner as the function does, so it compares int8 with fp32 *as
+served*, thresholds included.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from export import ExportError
 from export.graph import FORBIDDEN_OPS, Predict, all_initializers, all_nodes
 from lambda_handler.combiner import Combiner
 from lambda_handler.text import pad
-from lambda_handler.tfidf import TfidfScorer
 from train.thresholds import micro_f1, predict_sets
 
 # Measured 2026-12-02 on the 165k-paper model's 16,588 test papers (served label sets equal to
@@ -113,13 +112,6 @@ def scores_in_order(
         out[rows] = scores
     assert out is not None
     return out
-
-
-def served_scores(
-    lstm: np.ndarray, baseline: TfidfScorer, combiner: Combiner, words: Sequence[Sequence[str]]
-) -> np.ndarray:
-    """The served system's scores from given LSTM scores, as the function combines them."""
-    return combiner.combine(lstm, baseline.predict_proba(words))
 
 
 @dataclass(frozen=True)

@@ -568,6 +568,19 @@ def truncate(relative: str) -> Callable[[Path], None]:
     return apply
 
 
+def scale_predictions(name: str, factor: float) -> Callable[[Path], None]:
+    """A breakage that multiplies one of training's saved test-split score arrays."""
+
+    def apply(run: Path) -> None:
+        path = run / "artifacts" / "predictions.npz"
+        with np.load(path) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+        arrays[name] = arrays[name] * np.float32(factor)
+        np.savez(path, **arrays)
+
+    return apply
+
+
 def without(relative: str) -> Callable[[Path], None]:
     """A breakage that deletes a file or directory of the training run."""
 
@@ -643,6 +656,45 @@ def without(relative: str) -> Callable[[Path], None]:
             rewrite_json("reports/metrics.json", lambda m: {"models": {"lstm": {}}}),
             r"\S+/metrics.json: models.baseline is missing",
         ),
+        (
+            rewrite_json(
+                "reports/metrics.json",
+                lambda m: {**m, "data": {**m["data"], "counts": {"rows_read": 1}}},
+            ),
+            r"\S+/metrics.json is from another training run than \S+/artifacts \(its data differ "
+            r"from data.json\); pass the --reports of that run",
+        ),
+        (
+            rewrite_json(
+                "reports/metrics.json",
+                lambda m: {
+                    **m,
+                    "models": {**m["models"], "lstm": {**m["models"]["lstm"], "thresholds": 5}},
+                },
+            ),
+            r"\S+/metrics.json: models.lstm.thresholds must be 4 numbers from 0 to 1, one per "
+            r"label",
+        ),
+        (
+            lambda run: (run / "artifacts" / "labels.json").write_bytes(b'{"x": "\xe9"}'),
+            r"\S+/labels.json is not UTF-8 text",
+        ),
+        (
+            lambda run: (run / "artifacts" / "test_split.jsonl.gz").write_bytes(
+                gzip.compress(b'{"title": "caf\xe9"}\n')
+            ),
+            r"\S+/test_split.jsonl.gz is not UTF-8 text",
+        ),
+        (
+            scale_predictions("baseline_test", np.nan),
+            r"the baseline scores the test papers up to inf away from training's predictions.npz "
+            r"\(tolerance 1e-05\): they are not of the same run",
+        ),
+        (
+            scale_predictions("baseline_test", 0.5),
+            r"the baseline scores the test papers up to 0\.\d+ away from training's "
+            r"predictions.npz \(tolerance 1e-05\): they are not of the same run",
+        ),
     ],
     ids=[
         "no-artifacts",
@@ -659,6 +711,12 @@ def without(relative: str) -> Callable[[Path], None]:
         "embedding-rows",
         "corrupt-model",
         "metrics-model",
+        "metrics-of-another-run",
+        "lstm-thresholds",
+        "labels-not-utf8",
+        "test-split-not-utf8",
+        "baseline-scores-nan",
+        "baseline-scores-of-another-run",
     ],
 )
 def test_bad_training_run_fails_in_one_line(
@@ -674,3 +732,19 @@ def test_bad_training_run_fails_in_one_line(
     [error] = error_lines(capsys)
     assert re.fullmatch(f"export: error: {message}", error)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("problem", ["out-under-a-file", "opset-too-new"])
+def test_what_would_fail_late_fails_first_in_one_line(
+    training_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], problem: str
+) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    if problem == "out-under-a-file":
+        args, message = export_args(training_run, tmp_path / "file" / "model"), "is a file"
+    else:
+        args = [*export_args(training_run, tmp_path / "model"), "--opset", "19"]
+        message = "converts to opset 18 at most"
+    assert main(args) == 1
+    [error] = error_lines(capsys)
+    assert message in error
+    assert not (tmp_path / "model").exists()
