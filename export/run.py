@@ -4,8 +4,9 @@
     python export/run.py --upload s3://bucket/prefix      # export, then upload
     python export/run.py --skip-export --upload s3://bucket/prefix --out lambda_handler/model
 
-Exits 1 with a one-line message when the export or upload cannot go on; the output directory
-then still holds the previous model.
+Exits 1 with a one-line message when the export or upload cannot go on. A failed export
+leaves the output directory holding the previous model; a failed upload leaves it holding the
+new one, and the S3 prefix without a model (or with its previous one, untouched).
 """
 
 from __future__ import annotations

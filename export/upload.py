@@ -46,7 +46,11 @@ def parse_s3_uri(uri: str) -> S3Location:
     bucket, _, prefix = rest.partition("/")
     if scheme != "s3" or not bucket:
         raise ExportError(f"not an S3 URI: {uri!r} (expected s3://bucket/prefix)")
-    return S3Location(bucket=bucket, prefix=prefix.strip("/"))
+    prefix = prefix.strip("/")
+    if "//" in prefix or any(char in prefix for char in "*?"):
+        # the template's ModelS3Uri refuses these: the function could not be pointed here
+        raise ExportError(f"{uri!r}: a prefix may hold no empty part (//), * or ?")
+    return S3Location(bucket=bucket, prefix=prefix)
 
 
 def upload_model_dir(

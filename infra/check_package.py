@@ -119,10 +119,16 @@ def problems(
         with path.open("rb") as handle:
             if handle.read(4) != ELF_MAGIC:
                 continue
-        elf = read_elf(path.read_bytes())
-        assert elf is not None
         elf_files += 1
         where = path.relative_to(function_dir)
+        try:
+            elf = read_elf(path.read_bytes())
+        except (struct.error, ValueError, IndexError):  # offsets past the end: a partial copy
+            found.append(f"{where}: a damaged or truncated ELF file")
+            continue
+        if elf is None:
+            found.append(f"{where}: a truncated ELF file (shorter than its 64-byte header)")
+            continue
         if elf.machine != wanted:
             machine = MACHINE_NAMES.get(elf.machine, f"machine {elf.machine}")
             found.append(f"{where}: built for {machine}, not {architecture}")

@@ -162,7 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     function_dir = args.function_dir.resolve()
     if not (function_dir / HANDLER_MODULE.split(".")[0]).is_dir():
         parser.error(f"{function_dir} holds no {HANDLER_MODULE.split('.')[0]}/; run sam build")
-    overrides = dict(item.split("=", 1) for item in args.env if "=" in item)
+    malformed = [item for item in args.env if "=" not in item or item.startswith("=")]
+    if malformed:
+        parser.error(f"--env takes NAME=VALUE, got {malformed[0]!r}")
+    for path in args.events:
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            parser.error(f"cannot read event file {path}: {error.strerror}")
+        except ValueError as error:  # also UnicodeDecodeError
+            parser.error(f"event file {path} is not JSON: {str(error).splitlines()[0][:200]}")
+    overrides = dict(item.split("=", 1) for item in args.env)
     return run(function_dir, [path.resolve() for path in args.events], overrides)
 
 

@@ -128,6 +128,12 @@ def test_parse_s3_uri_refuses_other_uris(uri: str) -> None:
         parse_s3_uri(uri)
 
 
+@pytest.mark.parametrize("uri", ["s3://bucket/a//b", "s3://bucket/models/*", "s3://bucket/v?"])
+def test_parse_s3_uri_refuses_prefixes_the_template_would_refuse(uri: str) -> None:
+    with pytest.raises(ExportError, match=r"a prefix may hold no empty part \(//\), \* or \?"):
+        parse_s3_uri(uri)
+
+
 def other_model(model_dir: Path, tmp_path: Path) -> Path:
     """A copy of `model_dir` with other labels and its own manifest: another model."""
     other = tmp_path / "other"

@@ -225,6 +225,8 @@ def test_model_uri_parameter_accepts_only_what_the_policy_can_scope(template: di
         "https://x.s3.amazonaws.com/m",
         "arxiv-models/lstm",
         "s3://Arxiv/lstm",
+        "s3://arxiv-models/*",
+        "s3://arxiv-models/lstm?",
     ):
         assert not pattern.fullmatch(bad), bad
 
@@ -391,6 +393,16 @@ def test_package_check_names_the_symbol_that_needs_a_newer_glibc(
     ]
 
 
+@pytest.mark.parametrize("keep", [40, 0.5], ids=["shorter-than-its-header", "half-copied"])
+def test_package_check_reports_a_truncated_library_as_a_problem(
+    tmp_path: Path, native_library: Path, keep: float
+):
+    data = native_library.read_bytes()
+    (tmp_path / "lib.so").write_bytes(data[: keep if isinstance(keep, int) else len(data) // 2])
+    [problem] = check_package.problems(tmp_path, "x86_64")
+    assert problem.startswith("lib.so: a ") and "truncated" in problem
+
+
 def test_package_check_refuses_a_directory_without_native_code(tmp_path: Path):
     (tmp_path / "app.py").write_text("print('no ELF here')\n")
     (tmp_path / "fake.so").write_bytes(b"not an ELF file")
@@ -398,3 +410,21 @@ def test_package_check_refuses_a_directory_without_native_code(tmp_path: Path):
     [problem] = check_package.problems(tmp_path, "x86_64")
     assert "no ELF file at all" in problem
     assert check_package.main([str(tmp_path)]) == 1
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda d: [str(d / "missing.json")], "cannot read event file"),
+        (lambda d: [str(d / "bad.json")], "is not JSON"),
+        (lambda d: [str(d / "good.json"), "--env", "LOG_LEVEL"], "--env takes NAME=VALUE"),
+    ],
+    ids=["missing-event", "bad-event", "env-without-value"],
+)
+def test_invoke_local_refuses_bad_arguments_in_one_usage_line(tmp_path, capsys, make_args, message):
+    (tmp_path / "lambda_handler").mkdir()
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "good.json").write_text("{}")
+    with pytest.raises(SystemExit) as stopped:
+        invoke_local.main([str(tmp_path), *make_args(tmp_path)])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err

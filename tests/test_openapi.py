@@ -219,3 +219,14 @@ def test_the_refresh_tool_rewrites_stale_examples_to_the_shipped_models_answers(
     health["application/json"]["example"]["labels"] = 1
     assert stale != DOCUMENT
     assert refreshed(stale, shipped_service) == DOCUMENT
+
+
+def test_the_refresh_tool_reads_the_committed_model_whatever_model_dir_says(
+    monkeypatch, tmp_path, capsys
+):
+    from infra import openapi_examples
+
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "another-model"))
+    monkeypatch.setenv("MODEL_S3_URI", "s3://elsewhere/model")
+    assert openapi_examples.main(["--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
