@@ -23,12 +23,16 @@ from lambda_handler.model import Classifier, Encoded
 from lambda_handler.routes import paper_answer
 from lambda_handler.validation import (
     MAX_DOCUMENTS,
+    MAX_ID_CHARS,
     parse_document,
     parse_threshold,
     parse_top_k,
 )
 
 BATCH_KEYS = frozenset({"Items", "BatchInput"})
+# A batch's answer must fit Step Functions' 256 KiB limit on a task's result: 64 results of 20
+# labels (about 90 bytes each) and ids of 256 characters take about 140 KB.
+MAX_BULK_TOP_K = 20
 # Field names of a record: JSON Lines, else the Kaggle CSV's columns.
 TITLE_FIELDS, ABSTRACT_FIELDS = ("title", "titles"), ("abstract", "summaries")
 
@@ -36,6 +40,17 @@ TITLE_FIELDS, ABSTRACT_FIELDS = ("title", "titles"), ("abstract", "summaries")
 def is_batch_event(event: object) -> bool:
     """Whether a Lambda event is a Distributed Map ItemBatcher batch."""
     return isinstance(event, dict) and "Items" in event and set(event) <= BATCH_KEYS
+
+
+class InvalidBatchOptions(ValueError):
+    """The run's top_k or threshold is out of range: every batch would fail alike, so each
+    raises (Lambda names the error by this class) and the run stops instead of succeeding with
+    an error for every record."""
+
+
+def parse_options(top_k: object, threshold: object, n_labels: int) -> tuple[int, float | None]:
+    """A bulk run's top_k (at most MAX_BULK_TOP_K) and threshold; ApiError when out of range."""
+    return parse_top_k(top_k, min(n_labels, MAX_BULK_TOP_K)), parse_threshold(threshold)
 
 
 def handle_batch(classifier: Classifier, event: Mapping[str, object]) -> dict[str, object]:
@@ -49,6 +64,10 @@ def handle_batch(classifier: Classifier, event: Mapping[str, object]) -> dict[st
         for position, item in enumerate(items)
     ]
     options = options if isinstance(options, dict) else {}
+    try:
+        parse_options(options.get("top_k"), options.get("threshold"), len(classifier.labels))
+    except ApiError as error:
+        raise InvalidBatchOptions(error.message) from None
     return {"results": classify(classifier, pairs, options.get("top_k"), options.get("threshold"))}
 
 
@@ -61,7 +80,7 @@ def classify(
     """One result per `(index, record)`, in order; the records' papers are scored together."""
     results: list[dict[str, object]] = []
     try:
-        top_k, threshold = parse_top_k(top_k, len(classifier.labels)), parse_threshold(threshold)
+        top_k, threshold = parse_options(top_k, threshold, len(classifier.labels))
     except ApiError as error:  # the run's options are wrong: every item says so
         return [failure(index, record, error) for index, record in items]
     papers: list[tuple[int, Encoded]] = []
@@ -83,6 +102,13 @@ def encode(classifier: Classifier, record: object) -> Encoded:
     """A record's paper as the models read it; ApiError naming what is wrong with it."""
     if not isinstance(record, dict):
         raise ApiError(400, "invalid_request", "a record must be a JSON object")
+    identifier = record.get("id")
+    if isinstance(identifier, str) and record_id(record) is None:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"the id must be text of at most {MAX_ID_CHARS} characters (no lone surrogate)",
+        )
     fields = {
         name: next((record[f] for f in aliases if record.get(f) is not None), None)
         for name, aliases in (("title", TITLE_FIELDS), ("abstract", ABSTRACT_FIELDS))
@@ -95,11 +121,15 @@ def encode(classifier: Classifier, record: object) -> Encoded:
 
 
 def record_id(record: object) -> object:
-    """The record's `id` when it is a string or an integer, else None."""
+    """The record's `id` when it is an integer, or text of at most MAX_ID_CHARS characters
+    without a lone surrogate (which the Lambda runtime could not write as UTF-8), else None."""
     if not isinstance(record, dict):
         return None
     value = record.get("id")
-    return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+    if isinstance(value, str):
+        valid = len(value) <= MAX_ID_CHARS and not any("\ud800" <= c <= "\udfff" for c in value)
+        return value if valid else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def failure(index: object, record: object, error: ApiError) -> dict[str, object]:

@@ -35,12 +35,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from lambda_handler.api import ApiError, utf8_json
-from lambda_handler.bulk import ABSTRACT_FIELDS, classify
+from lambda_handler.bulk import ABSTRACT_FIELDS, classify, parse_options
 from lambda_handler.files import write_bytes_atomic, write_json_atomic
 from lambda_handler.manifest import ModelError
 from lambda_handler.model import Classifier
 from lambda_handler.settings import Settings
-from lambda_handler.validation import parse_threshold, parse_top_k
 
 DEFAULT_BATCH_SIZE = 64  # ItemBatcher's MaxItemsPerBatch in infra/template.yaml
 DEFAULT_PART_BATCHES = 100  # batches per output file: 6,400 records, the unit of resuming
@@ -395,9 +394,8 @@ def run(args: argparse.Namespace) -> Counts:
         classifier = _load(plan)  # fails here, before any work, if the model is bad
     except ModelError as error:
         raise BulkError(f"the model cannot be used: {error}") from None
-    try:  # as the API checks them, but once for the whole run
-        parse_top_k(args.top_k, len(classifier.labels))
-        parse_threshold(args.threshold)
+    try:  # as the function checks a batch's, but once for the whole run
+        parse_options(args.top_k, args.threshold, len(classifier.labels))
     except ApiError as error:
         raise BulkError(f"--{error.message.replace('_', '-')}") from None
     records = entries(source)
@@ -480,7 +478,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_PART_BATCHES,
         help="batches per output file (default 100)",
     )
-    parser.add_argument("--top-k", type=int, help="labels per paper at most (default 5)")
+    parser.add_argument("--top-k", type=int, help="labels per paper at most (default 5; 1 to 20)")
     parser.add_argument("--threshold", type=float, help="one threshold for every label")
     parser.add_argument("--model-dir", type=Path, help="model directory (default MODEL_DIR)")
     args = parser.parse_args(argv)

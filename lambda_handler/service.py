@@ -21,6 +21,11 @@ from lambda_handler.routes import Outcome, Router
 from lambda_handler.settings import Settings
 
 
+class ModelUnavailable(RuntimeError):
+    """A bulk batch reached a container whose model did not load. Lambda names the error by
+    this class, and the state machine retries it (another container may load the model)."""
+
+
 @dataclass
 class Service:
     """A router over the loaded model (or its load failure), plus the cold-start flag."""
@@ -142,7 +147,7 @@ class Service:
         started = time.perf_counter()
         cold, self.cold_start = self.cold_start, False
         if self.classifier is None:
-            raise RuntimeError(f"the model is unavailable: {self.failure}")
+            raise ModelUnavailable(f"the model is unavailable: {self.failure}")
         answer = bulk.handle_batch(self.classifier, event)
         results = answer["results"]
         logs.log_event(

@@ -14,6 +14,7 @@ from lambda_handler.api import ApiError
 MAX_DOCUMENTS = 64
 MAX_ABSTRACT_CHARS = 20_000
 MAX_TITLE_CHARS = 1_000  # the longest title in the shared data has 335 characters
+MAX_ID_CHARS = 256  # an id is echoed back: it must stay small beside the labels
 DEFAULT_TOP_K = 5
 SINGLE_FIELDS = frozenset({"id", "title", "abstract", "top_k", "threshold"})
 BATCH_FIELDS = frozenset({"documents", "top_k", "threshold"})
@@ -76,6 +77,12 @@ def parse_document(fields: dict, where: str) -> Document:
     doc_id, title, abstract = fields.get("id"), fields.get("title"), fields.get("abstract")
     if doc_id is not None and not isinstance(doc_id, str):
         raise ApiError(400, "invalid_request", f"{where}id must be a string")
+    if doc_id is not None and len(doc_id) > MAX_ID_CHARS:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"{where}id has {len(doc_id)} characters; the limit is {MAX_ID_CHARS}",
+        )
     if title is not None and not isinstance(title, str):
         raise ApiError(400, "invalid_request", f"{where}title must be a string")
     if title is not None and len(title) > MAX_TITLE_CHARS:

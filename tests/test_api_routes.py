@@ -282,6 +282,7 @@ BAD_BODIES = [
     ({"abstract": 42}, 400, "invalid_request", "abstract must be a string"),
     ({"abstract": ABSTRACT, "title": ["x"]}, 400, "invalid_request", "title must be a string"),
     ({"abstract": ABSTRACT, "id": 7}, 400, "invalid_request", "id must be a string"),
+    ({"abstract": ABSTRACT, "id": "i" * 257}, 400, "invalid_request", "id has 257 characters"),
     ({"abstact": ABSTRACT}, 400, "invalid_request", "unknown field(s) 'abstact'"),
     ({"abstract": ABSTRACT, "documents": []}, 400, "invalid_request",
      "unknown field(s) 'abstract'"),

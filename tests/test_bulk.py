@@ -15,10 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lambda_handler import bulk_run
-from lambda_handler.bulk import is_batch_event
-from lambda_handler.service import Service
+from lambda_handler.api import ApiError
+from lambda_handler.bulk import (
+    MAX_BULK_TOP_K,
+    InvalidBatchOptions,
+    is_batch_event,
+    parse_options,
+)
+from lambda_handler.service import ModelUnavailable, Service
 from lambda_handler.settings import Settings
-from lambda_handler.validation import MAX_ABSTRACT_CHARS
+from lambda_handler.validation import MAX_ABSTRACT_CHARS, MAX_ID_CHARS
 
 REPO = Path(__file__).resolve().parents[1]
 PAPERS = [
@@ -77,15 +83,56 @@ def test_bad_records_become_error_results_and_never_fail_the_batch(serving_servi
     assert results[8]["index"] == 8  # a bare item is numbered by its position
 
 
-def test_bad_batch_options_fail_every_item_alike(serving_service: Service):
-    results = serving_service.handle(batch(*PAPERS, top_k=0, threshold=None), None)["results"]
-    assert {r["error"] for r in results} == {"invalid_top_k"} and len(results) == len(PAPERS)
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"top_k": 0}, "top_k must be an integer from 1 to 6"),
+        ({"top_k": 2.5}, "top_k must be an integer from 1 to 6"),
+        ({"threshold": 2}, "threshold must be a number from 0 to 1"),
+    ],
+)
+def test_bad_batch_options_fail_the_batch_so_the_run_stops(
+    serving_service: Service, options: dict, message: str
+):
+    # every batch would fail alike: the run must fail, not succeed with an error per record
+    with pytest.raises(InvalidBatchOptions, match=message):
+        serving_service.handle(batch(*PAPERS, **options), None)
+
+
+def test_bulk_top_k_stays_small_enough_for_a_batch_answer_to_fit_step_functions():
+    assert parse_options(MAX_BULK_TOP_K, None, 152) == (MAX_BULK_TOP_K, None)
+    with pytest.raises(ApiError, match=f"from 1 to {MAX_BULK_TOP_K}"):
+        parse_options(MAX_BULK_TOP_K + 1, None, 152)
+
+
+def test_the_widest_batch_answer_fits_the_256_kib_task_result_limit(serving_service: Service):
+    # 64 records, the longest ids, every label kept (the fixture model has 6 of the 20 allowed):
+    # scale the label part to 20 labels and the answer must still fit
+    records = [{**PAPERS[i % len(PAPERS)], "id": "x" * MAX_ID_CHARS} for i in range(64)]
+    answer = serving_service.handle(batch(*records, top_k=6, threshold=0), None)
+    labels = sum(len(json.dumps(r["labels"])) for r in answer["results"])
+    rest = len(json.dumps(answer)) - labels
+    assert rest + labels * MAX_BULK_TOP_K / 6 < 256 * 1024 - 4 * 1024  # room for the envelope
+
+
+def test_an_id_the_runtime_could_not_write_or_too_long_fails_its_record_only(
+    serving_service: Service,
+):
+    records = [{**PAPERS[0], "id": "\udc80x"}, {**PAPERS[1], "id": "y" * 257}, PAPERS[2]]
+    answer = serving_service.handle(batch(*records), None)
+    json.dumps(answer, ensure_ascii=False).encode("utf-8")  # as the python3.13 runtime writes it
+    results = answer["results"]
+    assert [(r["id"], r.get("error")) for r in results] == [
+        (None, "invalid_request"), (None, "invalid_request"), (PAPERS[2]["id"], None),
+    ]  # fmt: skip
+    assert "at most 256 characters" in results[0]["message"]
 
 
 def test_an_unavailable_model_fails_the_batch_so_step_functions_retries_it(tmp_path):
     service = Service.from_settings(Settings(model_dir=tmp_path / "no-model"))
-    with pytest.raises(RuntimeError, match="the model is unavailable"):
+    with pytest.raises(ModelUnavailable, match="the model is unavailable"):
         service.handle(batch(*PAPERS), None)
+    assert ModelUnavailable.__name__ == "ModelUnavailable"  # the errorType the ASL retries
 
 
 @settings(
@@ -266,8 +313,8 @@ def test_whole_run_problems_stop_with_one_line_before_any_work(
     assert not list(tmp_path.rglob("part-*"))
 
 
-def test_a_lone_surrogate_in_an_id_is_answered_not_fatal(tmp_path, serving_model_dir):
-    # valid JSON ("\\udc80"); written back escaped, as valid UTF-8, with the record's result
+def test_a_lone_surrogate_in_an_id_fails_its_record_not_the_run(tmp_path, serving_model_dir):
+    # valid JSON ("\\udc80"), but no UTF-8 text: that record fails, the others are classified
     lines = jsonl_lines(3)
     lines[1] = b'{"id": "\\udc80x", "abstract": "graph neural networks for molecules"}'
     assert (
@@ -275,7 +322,9 @@ def test_a_lone_surrogate_in_an_id_is_answered_not_fatal(tmp_path, serving_model
         == 0
     )
     found = results(tmp_path / "out")
-    assert [r["id"] for r in found] == ["r0", "\udc80x", "r2"] and "error" not in found[1]
+    assert [(r["id"], r.get("error")) for r in found] == [
+        ("r0", None), (None, "invalid_request"), ("r2", None),
+    ]  # fmt: skip
 
 
 def test_a_broken_csv_row_is_an_error_result_never_merged_or_cut(tmp_path, serving_model_dir):

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from test_infra import CloudFormationLoader, parameter_defaults, resolve
 
+from lambda_handler.bulk import MAX_BULK_TOP_K
 from lambda_handler.validation import MAX_ABSTRACT_CHARS, MAX_DOCUMENTS
 
 yaml = pytest.importorskip("yaml")
@@ -350,6 +351,8 @@ def run_until_map(definition: dict, execution_input: object, name: str = "exec-1
         (["papers.jsonl"], "InvalidKey"),
         ("papers.jsonl", "InvalidKey"),
         ({"key": "p.jsonl", "top_k": 0}, "InvalidTopK"),
+        ({"key": "p.jsonl", "top_k": MAX_BULK_TOP_K + 1}, "InvalidTopK"),  # the function's bound
+        ({"key": "p.jsonl", "top_k": MAX_BULK_TOP_K}, "ClassifyJsonl"),
         ({"key": "p.jsonl", "top_k": "3"}, "InvalidTopK"),
         ({"key": "p.jsonl", "top_k": True}, "InvalidTopK"),
         ({"key": "p.jsonl", "threshold": -0.1}, "InvalidThreshold"),
@@ -555,7 +558,10 @@ def test_child_retries_lambda_throttling_and_service_errors_with_backoff(
     template: dict, definition: dict, name: str
 ):
     task = only_state(map_state(definition, name)["ItemProcessor"])
-    (retry,) = task["Retry"]
+    retry, model_retry = task["Retry"]
+    # A container whose model did not load raises ModelUnavailable: another may load it.
+    assert model_retry["ErrorEquals"] == ["ModelUnavailable"]
+    assert model_retry["MaxAttempts"] <= 3 and model_retry["JitterStrategy"] == "FULL"
     assert set(retry["ErrorEquals"]) == LAMBDA_TRANSIENT_ERRORS
     assert len(retry["ErrorEquals"]) == len(LAMBDA_TRANSIENT_ERRORS)
     assert retry["IntervalSeconds"] >= 1 and retry["BackoffRate"] > 1
@@ -570,7 +576,13 @@ def test_child_retries_lambda_throttling_and_service_errors_with_backoff(
         min(retry["IntervalSeconds"] * retry["BackoffRate"] ** n, retry["MaxDelaySeconds"])
         for n in range(retry["MaxAttempts"])
     ]
-    worst = (retry["MaxAttempts"] + 1) * task["TimeoutSeconds"] + sum(delays)
+    model_delays = [
+        model_retry["IntervalSeconds"] * model_retry["BackoffRate"] ** n
+        for n in range(model_retry["MaxAttempts"])
+    ]
+    # a ModelUnavailable attempt ends within the function's own timeout (it raises at once)
+    model_attempts = model_retry["MaxAttempts"] * function_timeout + sum(model_delays)
+    worst = (retry["MaxAttempts"] + 1) * task["TimeoutSeconds"] + sum(delays) + model_attempts
     assert worst < EXPRESS_MAX_SECONDS
 
 

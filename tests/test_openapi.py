@@ -54,6 +54,7 @@ def test_limits_and_fields_are_the_codes_constants():
     for fields in (single, document):
         assert fields["properties"]["abstract"]["maxLength"] == validation.MAX_ABSTRACT_CHARS
         assert fields["properties"]["title"]["maxLength"] == validation.MAX_TITLE_CHARS
+        assert fields["properties"]["id"]["maxLength"] == validation.MAX_ID_CHARS
         assert fields["required"] == ["abstract"] and fields["additionalProperties"] is False
     assert batch["properties"]["documents"]["maxItems"] == validation.MAX_DOCUMENTS
     assert SCHEMAS["ClassifyResponse"]["properties"]["results"]["maxItems"] == (
