@@ -23,6 +23,7 @@ from conftest import (
 from lambda_handler import logs
 from lambda_handler.service import Service
 from lambda_handler.settings import Settings
+from lambda_handler.validation import MAX_ABSTRACT_CHARS, MAX_ID_CHARS, MAX_TITLE_CHARS
 
 FORMATS = pytest.mark.parametrize("fmt", ["v1", "v2"])
 CODES = [code for code, *_ in SERVING_LABELS]
@@ -363,6 +364,25 @@ def test_body_limit_is_one_mebibyte(serving_service, fmt):
     wide = '{"abstract": "' + "é" * ((1 << 19) + 10) + '"}'
     assert call(serving_service, fmt, body=wide)[1]["error"] == "payload_too_large"
     assert call(serving_service, fmt, body=over, base64_body=True)[0] == 413
+
+
+@FORMATS
+def test_fields_at_their_limits_are_accepted_and_one_more_character_is_not(serving_service, fmt):
+    def sized(limit: int) -> str:
+        return ("robot image " * (limit // 12 + 1))[:limit]
+
+    at_limits = {
+        "abstract": sized(MAX_ABSTRACT_CHARS),
+        "title": sized(MAX_TITLE_CHARS),
+        "id": "i" * MAX_ID_CHARS,
+    }
+    status, data, _ = call(serving_service, fmt, body=at_limits)
+    assert status == 200 and data["results"][0]["id"] == at_limits["id"]
+    for field, code in (
+        ("abstract", "abstract_too_long"), ("title", "title_too_long"), ("id", "invalid_request")
+    ):  # fmt: skip
+        over = {**at_limits, field: at_limits[field] + "x"}
+        assert call(serving_service, fmt, body=over)[1]["error"] == code, field
 
 
 @FORMATS

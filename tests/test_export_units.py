@@ -476,3 +476,36 @@ def test_reference_refuses_scores_that_do_not_fit_its_papers() -> None:
     good = small_reference()
     with pytest.raises(ReferenceError, match=r"shape \(2, 2\), expected \(3, 2\)"):
         Reference(**{**vars(good), "scores": good.scores[:2]})
+
+
+@pytest.mark.parametrize(
+    ("agreement", "int8_f1", "misses"),
+    [
+        (0.995, 0.698, []),  # both exactly at their limits: passes
+        (0.9949, 0.698, ["label sets agree for 99.49% of papers < 99.5%"]),
+        (0.999, 0.6979, ["served micro-F1 drops by 0.0021 > 0.002"]),
+        (
+            0.99,
+            0.69,
+            ["label sets agree for 99.00% of papers < 99.5%", "served micro-F1 drops by 0.0100"],
+        ),
+    ],
+)
+def test_the_quantization_gate_checks_agreement_and_the_micro_f1_drop(agreement, int8_f1, misses):
+    from export.quantize import QuantizationReport, check_quantization
+
+    report = QuantizationReport(
+        papers=1000,
+        lstm_max_abs_diff=0.01,
+        label_set_agreement=agreement,
+        served_micro_f1_fp32=0.7,
+        served_micro_f1_int8=int8_f1,
+    )
+    if not misses:
+        check_quantization(report)
+        return
+    with pytest.raises(ExportError) as failed:
+        check_quantization(report)
+    message = str(failed.value)
+    assert message.startswith("quantization gate failed on 1000 test papers: ")
+    assert all(miss in message for miss in misses) and message.count(";") == len(misses) - 1

@@ -32,6 +32,8 @@ from test_export import (
 )
 
 from bench.figures import record
+from export import artifacts as artifacts_schema
+from lambda_handler import manifest
 from lambda_handler.model import Classifier
 
 pytestmark = pytest.mark.reliability
@@ -248,9 +250,12 @@ needs_sample = pytest.mark.skipif(
     not SAMPLE, reason="set ARXIV_SAMPLE_CSV to the Kaggle sample CSV (.ci/run does)"
 )
 TRAIN_ARGS = ["--epochs", "1", "--vocab-size", "3000", "--min-label-count", "5", "--quiet"]
+# What a complete run leaves: every file the export reads (its names, not a copy of them).
 ARTIFACT_FILES = {
-    "lstm.keras", "tokenizer.json", "labels.json", "data.json", "test_split.jsonl.gz",
-    "baseline/vocabulary.json", "baseline/weights.npz", "baseline/labels.json",
+    artifacts_schema.MODEL_FILE, artifacts_schema.TOKENIZER_FILE, artifacts_schema.LABELS_FILE,
+    artifacts_schema.DATA_FILE, artifacts_schema.TEST_SPLIT_FILE,
+    artifacts_schema.PREDICTIONS_FILE, manifest.BASELINE_FILE, manifest.BASELINE_WEIGHTS_FILE,
+    manifest.COMBINER_FILE, manifest.COMBINER_WEIGHTS_FILE,
 }  # fmt: skip
 
 

@@ -29,7 +29,12 @@ from test_serve import base_url  # noqa: F401  (the local server on a free loopb
 
 from bench.figures import record
 from lambda_handler.api import MAX_BODY_BYTES
-from lambda_handler.validation import MAX_ABSTRACT_CHARS, MAX_DOCUMENTS
+from lambda_handler.validation import (
+    MAX_ABSTRACT_CHARS,
+    MAX_DOCUMENTS,
+    MAX_ID_CHARS,
+    MAX_TITLE_CHARS,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -148,31 +153,42 @@ def test_random_bytes_bodies_never_raise_or_5xx(
     check_answer(serving_service.handle(event, None))
 
 
-HUGE_LENGTHS = [MAX_ABSTRACT_CHARS - 1, MAX_ABSTRACT_CHARS, MAX_ABSTRACT_CHARS + 1, 300_000]
+FIELD_LIMITS = {"abstract": MAX_ABSTRACT_CHARS, "title": MAX_TITLE_CHARS, "id": MAX_ID_CHARS}
+OVER_LIMIT = {"abstract": "abstract_too_long", "title": "title_too_long", "id": "invalid_request"}
 
 
 @fuzz_settings(150)
 @given(
     fmt=formats,
     unit=st.sampled_from(["robot ", "é", "👩‍🔬", "\u0301", "the ", "\x00", "\ud800", "ﬁ"]),
-    length=st.sampled_from(HUGE_LENGTHS),
+    offset=st.sampled_from([-1, 0, 1, 300_000]),
     field=st.sampled_from(["abstract", "title", "id", "batch"]),
     encoding=st.sampled_from(["json", "utf8", "base64"]),
 )
 def test_huge_strings_around_every_limit_never_raise_or_5xx(
-    serving_service, fmt, unit, length, field, encoding
+    serving_service, fmt, unit, offset, field, encoding
 ):
+    """Each field one character under, at and over its own limit (and far over): accepted up
+    to the limit, refused with that field's error beyond it, 413 for a body over 1 MiB."""
     EXAMPLES["huge strings"] += 1
+    length = FIELD_LIMITS.get(field, MAX_ABSTRACT_CHARS) + offset
     huge = (unit * (length // len(unit) + 1))[:length]
     if field == "batch":
         body: dict = {"documents": [{"abstract": "robot " + huge[:1000]}] * MAX_DOCUMENTS}
     else:
-        body = {"abstract": "robot vision", field: "robot " + huge}
+        body = {"abstract": "robot vision", field: huge}
     answer = send(serving_service, fmt, body, encoding)
     check_answer(answer, body)
     size = len(json.dumps(body, ensure_ascii=encoding != "utf8").encode("utf-8", "surrogatepass"))
+    error = json.loads(answer["body"]).get("error") if answer["statusCode"] >= 400 else None
     if fmt != "direct" and size > MAX_BODY_BYTES:
-        assert answer["statusCode"] == 413
+        assert (answer["statusCode"], error) == (413, "payload_too_large")
+    elif field != "batch" and offset > 0:
+        assert error == OVER_LIMIT[field], (field, length, error)
+    elif field == "abstract":  # within its limit: classified, or it has no content words
+        assert error in (None, "no_content_words"), error
+    elif field != "batch":
+        assert answer["statusCode"] == 200, error
 
 
 @fuzz_settings(2000)

@@ -447,3 +447,13 @@ def test_title_and_abstract_tokenize_independently(title, abstract):
     stopwords = shipped_stopwords()
     joined = words(title, abstract, stopwords)
     assert joined == words(title, "", stopwords) + words("", abstract, stopwords)
+
+
+def test_low_confidence_means_a_top_score_strictly_below_the_line(classifier):
+    from dataclasses import replace
+
+    lined = replace(classifier, low_confidence_below=0.375)  # exact in float32 too
+    scores = np.array([0.1, 0.375, 0.2], dtype=np.float32)
+    assert not lined.is_low_confidence(scores)  # on the line: not below it
+    assert lined.is_low_confidence(np.nextafter(scores, np.float32(0)))
+    assert not replace(classifier, low_confidence_below=None).is_low_confidence(scores * 0)
