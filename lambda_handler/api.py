@@ -95,11 +95,21 @@ def parse_event(event: object) -> Request:
     if event.get("version") == "2.0" or "rawPath" in event or "routeKey" in event:
         http = http if isinstance(http, dict) else {}
         method = http.get("method")
-        path = _first_str(event.get("rawPath"), http.get("path"))
+        # The matched route ("GET /") names the route whatever stage prefixes the path.
+        route_key = event.get("routeKey")
+        routed = route_key.partition(" ")[2] if isinstance(route_key, str) else ""
+        path = (
+            routed if routed in KNOWN_PATHS else _first_str(event.get("rawPath"), http.get("path"))
+        )
         source = "v2"
     elif "httpMethod" in event or "requestContext" in event:
         method = _first_str(event.get("httpMethod"), context.get("httpMethod"))
-        path = _first_str(event.get("path"), context.get("path"), event.get("resource"))
+        resource = event.get("resource")
+        path = (
+            resource
+            if resource in KNOWN_PATHS
+            else _first_str(event.get("path"), context.get("path"), resource)
+        )
         source = "v1"
     else:
         return Request("direct", "POST", "/classify", {}, payload=event)

@@ -195,6 +195,19 @@ def test_paths_with_stage_or_base_path_prefixes(serving_service, fmt, path):
     assert serving_service.handle(event, None)["statusCode"] == 200
 
 
+@pytest.mark.parametrize("path", ["/", "/openapi.json", "/classify"])
+def test_the_matched_route_wins_over_a_stage_prefixed_path(serving_service, path):
+    # HTTP API: rawPath carries a named stage ("/prod/"), routeKey the route ("GET /")
+    method = "POST" if path == "/classify" else "GET"
+    body = {"abstract": ABSTRACT} if method == "POST" else None
+    v2 = {**serving_v2_event(method, path, body, stage="prod"), "routeKey": f"{method} {path}"}
+    assert v2["rawPath"] == f"/prod{path}"
+    assert serving_service.handle(v2, None)["statusCode"] == 200
+    # REST: path "/prod/" with the resource "/" it matched
+    v1 = {**serving_v1_event(method, path, body), "path": f"/prod{path}"}
+    assert serving_service.handle(v1, None)["statusCode"] == 200
+
+
 def test_v2_named_stage_in_raw_path_and_v1_stage_free_path(serving_service):
     v2 = serving_v2_event("GET", "/health", stage="beta")
     assert v2["rawPath"] == "/beta/health"

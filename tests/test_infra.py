@@ -245,6 +245,7 @@ def test_http_api_routes_throttling_and_cors(template: dict, function: dict):
     cors = api["Properties"]["CorsConfiguration"]
     assert cors["AllowOrigins"] == {"Ref": "AllowedOrigins"}
     assert {"GET", "POST"} <= set(cors["AllowMethods"])
+    assert cors["ExposeHeaders"] == ["x-request-id"]  # a page elsewhere may quote it
     assert template["Parameters"]["AllowedOrigins"]["Type"] == "CommaDelimitedList"
 
 

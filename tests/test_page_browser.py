@@ -215,3 +215,10 @@ def test_the_page_works_from_the_keyboard_alone(page: Page, shipped_server: str)
     assert focus != "none", "the focused button shows no outline"
     page.keyboard.press("Enter")
     expect(page.locator("#rows tr")).to_have_count(2)
+
+
+def test_a_top_k_typo_is_sent_as_typed_for_the_api_to_refuse(page: Page):
+    # a number input would turn "1e" into "" and the API's default of 5, unseen
+    submit(page, "A title", RESNET["abstract"], top_k="1e")
+    assert page.inner_text("#error").endswith("(invalid_top_k)")
+    assert page.locator("#results").is_hidden() and page.inner_text("#status") == ""
