@@ -23,11 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lambda_handler.api import utf8_json
+from lambda_handler.bulk import ABSTRACT_FIELDS, TITLE_FIELDS, paper_fields
 from lambda_handler.service import Service
 from lambda_handler.settings import Settings
-
-TITLE_COLUMNS = ("title", "titles")
-ABSTRACT_COLUMNS = ("abstract", "abstracts", "summary", "summaries")
 
 
 class InputError(Exception):
@@ -85,8 +83,8 @@ def _csv_papers(text: str, path: Path) -> Iterator[Paper]:
             "a stray quote there would merge rows"
         ) from None
     columns = {name.strip().lower(): name for name in fieldnames}
-    title_column = _pick(columns, TITLE_COLUMNS)
-    abstract_column = _pick(columns, ABSTRACT_COLUMNS)
+    title_column = _pick(columns, TITLE_FIELDS)
+    abstract_column = _pick(columns, ABSTRACT_FIELDS)
     if abstract_column is None:
         raise InputError(
             f"{path} needs an abstract column (abstract or summaries) and optionally a title "
@@ -131,13 +129,12 @@ def _jsonl_papers(text: str) -> Iterator[Paper]:
         if not isinstance(record, dict):
             yield Paper(str(number), where, {"invalid": "not a JSON object"})
             continue
-        title = next((record[key] for key in TITLE_COLUMNS if key in record), "")
-        abstract = next((record[key] for key in ABSTRACT_COLUMNS if key in record), None)
+        fields = paper_fields(record)
         paper_id = record.get("id")
         yield Paper(
             str(paper_id) if paper_id is not None else str(number),
             where,
-            {"title": title, "abstract": abstract},
+            {**fields, "title": "" if fields["title"] is None else fields["title"]},
         )
 
 
@@ -209,9 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
 
-    failed = 0
+    failed = seen = 0
     try:
         for paper in papers:
+            seen += 1
             outcome = classify(service, paper, options)
             if outcome["statusCode"] != 200:
                 failed += 1
@@ -239,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    if not seen:  # an empty JSON Lines file (an empty CSV is refused while it is read)
+        print(f"error: {args.file} holds no papers", file=sys.stderr)
+        return 1
     return 1 if failed else 0
 
 

@@ -33,8 +33,9 @@ BATCH_KEYS = frozenset({"Items", "BatchInput"})
 # A batch's answer must fit Step Functions' 256 KiB limit on a task's result: 64 results of 20
 # labels (about 90 bytes each) and ids of 256 characters take about 140 KB.
 MAX_BULK_TOP_K = 20
-# Field names of a record: JSON Lines, else the Kaggle CSV's columns.
-TITLE_FIELDS, ABSTRACT_FIELDS = ("title", "titles"), ("abstract", "summaries")
+# Field names of a record (any case): JSON Lines' and the Kaggle CSV's columns, and their kin.
+TITLE_FIELDS = ("title", "titles")
+ABSTRACT_FIELDS = ("abstract", "abstracts", "summary", "summaries")
 
 
 def is_batch_event(event: object) -> bool:
@@ -109,15 +110,25 @@ def encode(classifier: Classifier, record: object) -> Encoded:
             "invalid_request",
             f"the id must be text of at most {MAX_ID_CHARS} characters (no lone surrogate)",
         )
-    fields = {
-        name: next((record[f] for f in aliases if record.get(f) is not None), None)
-        for name, aliases in (("title", TITLE_FIELDS), ("abstract", ABSTRACT_FIELDS))
-    }
-    document = parse_document(fields, "")
+    document = parse_document(paper_fields(record), "")
     encoded = classifier.encode(document.title, document.abstract)
     if encoded is None:
         raise ApiError(400, "no_content_words", "the abstract has no content words")
     return encoded
+
+
+def paper_fields(record: Mapping[object, object]) -> dict[str, object]:
+    """A record's `title` and `abstract`, from the first non-null of their field names, in any
+    case (`Abstract`, `summaries`); None when absent."""
+    by_name = {
+        key.strip().lower(): value
+        for key, value in record.items()
+        if isinstance(key, str) and value is not None
+    }
+    return {
+        name: next((by_name[field] for field in aliases if field in by_name), None)
+        for name, aliases in (("title", TITLE_FIELDS), ("abstract", ABSTRACT_FIELDS))
+    }
 
 
 def record_id(record: object) -> object:

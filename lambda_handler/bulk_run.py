@@ -188,7 +188,7 @@ def _csv_entries(stream: IO[bytes], name: str) -> Iterator[Entry]:
         header = reader.fieldnames or []
     except (csv.Error, OSError, EOFError) as error:
         raise BulkError(f"{name}: not a readable CSV file ({error})") from None
-    if not any(column in header for column in ABSTRACT_FIELDS):
+    if not any(column.strip().lower() in ABSTRACT_FIELDS for column in header):
         raise BulkError(
             f"{name}: no abstract column; expected one of {', '.join(ABSTRACT_FIELDS)}, "
             f"found {', '.join(header[:10]) or 'no header'}"

@@ -440,3 +440,10 @@ def test_python_m_lambda_handler_bulk_runs_the_local_run(tmp_path, serving_model
     assert done.returncode == 0, done.stderr
     assert "3 papers read: 3 classified" in done.stderr
     assert len(results(tmp_path / "out")) == 3
+
+
+def test_field_names_are_read_in_any_case_and_with_their_kin(serving_service: Service):
+    record = {"Title": "Kaggle row", "Summary": TOPICS["cs.CL"]}
+    twin = {"title": "Kaggle row", "abstract": TOPICS["cs.CL"]}
+    answers = serving_service.handle(batch(record, twin), None)["results"]
+    assert "error" not in answers[0] and answers[0]["labels"] == answers[1]["labels"]

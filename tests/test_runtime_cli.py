@@ -241,3 +241,14 @@ def test_deeply_nested_json_lines_and_a_corrupt_gzip_block_are_one_line_each(
     code, out, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(corrupt))
     assert (code, out) == (1, "") and err.startswith(f"error: {corrupt} is not valid gzip")
     assert err.count("\n") == 1
+
+
+def test_an_empty_jsonl_file_and_capitalised_columns(capsys, tmp_path, serving_model_dir):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n  \n")
+    code, out, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(empty))
+    assert (code, out, err) == (1, "", f"error: {empty} holds no papers\n")
+    capitalised = tmp_path / "papers.jsonl"
+    capitalised.write_text(json.dumps({"Title": TITLE, "Abstract": ABSTRACT}) + "\n")
+    code, out, _ = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(capitalised))
+    assert code == 0 and "cs." in out
