@@ -87,8 +87,8 @@ def _csv_papers(text: str, path: Path) -> Iterator[Paper]:
     abstract_column = _pick(columns, ABSTRACT_FIELDS)
     if abstract_column is None:
         raise InputError(
-            f"{path} needs an abstract column (abstract or summaries) and optionally a title "
-            f"column (title or titles); found {', '.join(columns) or 'no header'}"
+            f"{path} needs an abstract column ({' or '.join(ABSTRACT_FIELDS)}) and optionally a "
+            f"title column ({' or '.join(TITLE_FIELDS)}); found {', '.join(columns) or 'no header'}"
         )
     if not rows:
         raise InputError(f"{path} holds no papers (only a header)")
