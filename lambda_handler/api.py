@@ -9,6 +9,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_BODY_BYTES = 1 << 20
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -58,14 +59,15 @@ def json_response(
     return Response(status, utf8_json(payload, separators=(",", ":")), dict(headers or {}))
 
 
-def utf8_json(payload: object, separators: tuple[str, str] | None = None) -> str:
-    """`payload` as JSON text that encodes as UTF-8: ASCII-escaped when it holds a lone
-    surrogate (e.g. an echoed id "\\ud800": valid JSON in, valid UTF-8 out)."""
-    text = json.dumps(payload, ensure_ascii=False, separators=separators)
+def utf8_json(payload: object, **options: Any) -> str:
+    """`payload` as JSON text (`json.dumps` with `options`) that encodes as UTF-8:
+    ASCII-escaped when it holds a lone surrogate (e.g. an echoed id "\\ud800": valid JSON in,
+    valid UTF-8 out)."""
+    text = json.dumps(payload, ensure_ascii=False, **options)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(payload, ensure_ascii=True, separators=separators)
+        text = json.dumps(payload, ensure_ascii=True, **options)
     return text
 
 

@@ -6,9 +6,10 @@ print each line a second time in its tab-separated text format.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
+
+from lambda_handler.api import utf8_json
 
 LOGGER_NAME = "lambda_handler"
 logger = logging.getLogger(LOGGER_NAME)
@@ -40,4 +41,6 @@ def log_event(level: int, event: str, **fields: object) -> None:
     """Write `{"level", "event", **fields}` as one JSON line when `level` is enabled."""
     if logger.isEnabledFor(level):
         record = {"level": logging.getLevelName(level), "event": event, **fields}
-        logger.log(level, json.dumps(record, ensure_ascii=False, default=str))
+        # utf8_json: a lone surrogate (say, in a direct caller's request id) is escaped, not a
+        # line lost to an encoding error
+        logger.log(level, utf8_json(record, default=str))

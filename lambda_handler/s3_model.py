@@ -30,8 +30,15 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return match.group(1), match.group(2).strip("/")
 
 
-def fetch_model(uri: str, cache_root: str | Path, client: Any = None) -> Path:
-    """Local directory holding a verified copy of the model at `uri`; downloads what is missing."""
+def fetch_model(
+    uri: str, cache_root: str | Path, client: Any = None, trust_marker: bool = True
+) -> Path:
+    """Local directory holding a verified copy of the model at `uri`; downloads what is missing.
+
+    A copy marked complete is reused when its files are all there at their sizes (the loader
+    then checks their sha256); `trust_marker=False` checks every file's sha256 here instead
+    and downloads again whatever differs, which repairs a copy changed after it was marked.
+    """
     bucket, prefix = parse_s3_uri(uri)
     if client is None:
         client = default_client()
@@ -39,15 +46,32 @@ def fetch_model(uri: str, cache_root: str | Path, client: Any = None) -> Path:
     manifest = Manifest.parse(raw_manifest)
     target = Path(cache_root) / _cache_name(manifest, raw_manifest)
     marker = target / MANIFEST_NAME
-    if marker.is_file() and marker.read_bytes() == raw_manifest:
+    if trust_marker and _is_marked(marker, raw_manifest, manifest):
         return target
     target.mkdir(parents=True, exist_ok=True)
     for entry in manifest.files.values():
         path = target / entry.name
         if not _is_verified(path, entry):
             _download(client, bucket, _key(prefix, entry.name), entry, path)
-    write_bytes_atomic(marker, raw_manifest)
+    try:  # the loader reads the manifest from the directory too
+        write_bytes_atomic(marker, raw_manifest)
+    except OSError as error:
+        message = f"cannot write {MANIFEST_NAME} to the model cache ({_failure(error)})"
+        raise ModelError(message) from None
     return target
+
+
+def _is_marked(marker: Path, raw_manifest: bytes, manifest: Manifest) -> bool:
+    """Whether the copy is marked complete and every file is still there at its size."""
+    try:
+        if marker.read_bytes() != raw_manifest:
+            return False
+        return all(
+            (marker.parent / entry.name).stat().st_size == entry.size
+            for entry in manifest.files.values()
+        )
+    except OSError:
+        return False
 
 
 def default_client() -> Any:
@@ -138,10 +162,10 @@ def _download(client: Any, bucket: str, key: str, entry: FileEntry, path: Path) 
             )
         os.replace(temporary, path)
     except (BotoCoreError, OSError) as error:
+        # Only this download's own temporary file goes: `path` may be another cold start's
+        # verified copy, sharing the cache.
         Path(temporary).unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
         raise ModelError(f"cannot download {entry.name} from S3 ({_failure(error)})") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
         raise

@@ -52,12 +52,10 @@ class Service:
         source = settings.model_s3_uri or str(settings.model_dir)
         started = time.perf_counter()
         try:
-            model_dir = settings.model_dir
             if settings.model_s3_uri:
-                from lambda_handler.s3_model import fetch_model
-
-                model_dir = fetch_model(settings.model_s3_uri, settings.model_cache_dir)
-            classifier = Classifier.load(model_dir, settings.ort_threads)
+                classifier = cls._load_from_s3(settings)
+            else:
+                classifier = Classifier.load(settings.model_dir, settings.ort_threads)
         except ModelError as error:
             return cls._failed(str(error), source)
         except Exception as error:
@@ -77,6 +75,20 @@ class Service:
             load_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return cls(Router(classifier))
+
+    @staticmethod
+    def _load_from_s3(settings: Settings) -> Classifier:
+        """The model at MODEL_S3_URI, through the local cache; a cached copy that no longer
+        loads (changed after it was checked) is checked file by file and repaired once."""
+        from lambda_handler.s3_model import fetch_model
+
+        uri, cache = settings.model_s3_uri or "", settings.model_cache_dir
+        model_dir = fetch_model(uri, cache)
+        try:
+            return Classifier.load(model_dir, settings.ort_threads)
+        except ModelError:
+            model_dir = fetch_model(uri, cache, trust_marker=False)
+            return Classifier.load(model_dir, settings.ort_threads)
 
     @classmethod
     def _failed(cls, reason: str, source: str, **details: object) -> Service:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "model"
 DEFAULT_THREADS = 1
+MAX_THREADS = 16  # a Lambda function has at most 6 vCPUs; far more threads only thrash
 DEFAULT_LOG_LEVEL = "INFO"
 
 
@@ -38,14 +39,19 @@ class Settings:
         threads = DEFAULT_THREADS
         raw_threads = env.get("ORT_NUM_THREADS", "").strip()
         if raw_threads:
-            try:
-                threads = int(raw_threads)
-                if threads < 1:
-                    raise ValueError
-            except ValueError:
-                threads = DEFAULT_THREADS
+            # ASCII digits only (int() also takes "1_0" and other scripts' digits), and no more
+            # threads than onnxruntime takes or a function could use.
+            if raw_threads.isascii() and raw_threads.isdigit() and raw_threads.strip("0"):
+                requested = int(raw_threads) if len(raw_threads) <= 9 else MAX_THREADS + 1
+                threads = min(requested, MAX_THREADS)
+                if requested > MAX_THREADS:
+                    warnings.append(
+                        f"ORT_NUM_THREADS={raw_threads[:20]} is more than {MAX_THREADS}; using "
+                        f"{MAX_THREADS}"
+                    )
+            else:
                 warnings.append(
-                    f"ORT_NUM_THREADS={raw_threads!r} is not a positive integer; using "
+                    f"ORT_NUM_THREADS={raw_threads[:20]!r} is not a positive integer; using "
                     f"{DEFAULT_THREADS}"
                 )
 

@@ -526,6 +526,16 @@ def test_one_structured_log_line_per_request_with_cold_start(serving_model_dir, 
     assert (third["source"], third["status"], third["documents"]) == ("direct", 400, 0)
 
 
+def test_a_lone_surrogate_in_a_request_id_is_logged_escaped_not_lost(serving_service, capsys):
+    event = serving_v2_event("GET", "/health")
+    event["requestContext"]["requestId"] = "req-\udc80"
+    capsys.readouterr()
+    serving_service.handle(event, None)
+    [line] = capsys.readouterr().out.splitlines()
+    line.encode("utf-8")  # what a real stdout would have refused
+    assert json.loads(line)["request_id"] == "req-\udc80"
+
+
 def test_log_level_warning_silences_request_lines(serving_service, capsys):
     logs.configure("WARNING")
     capsys.readouterr()

@@ -31,7 +31,7 @@ from lambda_handler import logs
 from lambda_handler.manifest import ModelError
 from lambda_handler.model import Classifier
 from lambda_handler.service import Service
-from lambda_handler.settings import DEFAULT_MODEL_DIR, Settings
+from lambda_handler.settings import DEFAULT_MODEL_DIR, MAX_THREADS, Settings
 from lambda_handler.text import PAD_ID, Tokenizer, pad, shipped_stopwords, words
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,6 +163,12 @@ def test_settings_from_env_defaults_and_bad_values():
     assert (bad.ort_threads, bad.log_level) == (1, "INFO")
     assert len(bad.warnings) == 2 and "ORT_NUM_THREADS" in bad.warnings[0]
     assert Settings.from_env({"ORT_NUM_THREADS": "0"}).ort_threads == 1
+    for odd in ("1_0", "\u0663", "-2", "2.0"):  # int() would take the first two
+        odd_one = Settings.from_env({"ORT_NUM_THREADS": odd})
+        assert odd_one.ort_threads == 1 and "not a positive integer" in odd_one.warnings[0]
+    for huge in ("2147483648", "9" * 5000):  # onnxruntime refused 2**31 at load: a 503
+        capped = Settings.from_env({"ORT_NUM_THREADS": huge})
+        assert capped.ort_threads == MAX_THREADS and "more than" in capped.warnings[0]
     assert Settings.from_env({"LOG_LEVEL": "debug"}).log_level == "DEBUG"
     s3 = Settings.from_env({"MODEL_S3_URI": " s3://b/p ", "MODEL_CACHE_DIR": "/x"})
     assert (s3.model_s3_uri, s3.model_cache_dir) == ("s3://b/p", Path("/x"))

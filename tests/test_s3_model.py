@@ -147,6 +147,76 @@ def test_interrupted_or_corrupt_cache_is_completed_and_repaired(
         assert sha256_file(copy / name) == sha256_file(serving_model_dir / name)
 
 
+@pytest.mark.parametrize("damage", ["deleted", "same size, other bytes"])
+def test_a_marked_copy_damaged_later_is_repaired_at_the_next_cold_start(
+    s3, bucket, serving_model_dir, tmp_path, damage
+):
+    # e.g. another cold start sharing the cache, or a disk error: S3 still holds a good copy
+    uri = upload(s3, bucket, "later", serving_model_dir)
+    copy = fetch_model(uri, tmp_path)
+    labels = copy / "labels.json"
+    if damage == "deleted":
+        labels.unlink()
+    else:
+        data = bytearray(labels.read_bytes())
+        data[-2] ^= 1
+        labels.write_bytes(bytes(data))
+    assert classify(load(uri, tmp_path))[0] == 200
+    assert sha256_file(labels) == sha256_file(serving_model_dir / "labels.json")
+
+
+class RacingClient:
+    """Another cold start writes `name`'s verified copy while this one downloads it, and
+    this one's download then fails."""
+
+    def __init__(self, client, cache: Path, good: Path, name: str) -> None:
+        self.client, self.cache, self.good, self.name = client, cache, good, name
+
+    def get_object(self, Bucket: str, Key: str) -> dict:  # boto3's argument names
+        if not Key.endswith(self.name):
+            return self.client.get_object(Bucket=Bucket, Key=Key)
+        from botocore.exceptions import ReadTimeoutError
+
+        for copy in self.cache.iterdir():  # the other cold start finishes first
+            (copy / self.name).write_bytes((self.good / self.name).read_bytes())
+        return {"Body": Body(error=ReadTimeoutError(endpoint_url="x"))}
+
+
+def test_a_failed_download_leaves_another_cold_starts_verified_file(
+    s3, bucket, serving_model_dir, tmp_path
+):
+    uri = upload(s3, bucket, "shared", serving_model_dir)
+    copy = fetch_model(uri, tmp_path)
+    (copy / "manifest.json").unlink()  # this cold start finds the copy unmarked
+    (copy / "model.onnx").unlink()
+    client = RacingClient(s3, tmp_path, serving_model_dir, "model.onnx")
+    with pytest.raises(ModelError, match=r"cannot download model\.onnx"):
+        fetch_model(uri, tmp_path, client)
+    assert sha256_file(copy / "model.onnx") == sha256_file(serving_model_dir / "model.onnx")
+    assert not list(copy.glob(".*.part"))
+
+
+def test_a_full_disk_at_the_manifest_is_a_clear_503(
+    s3, bucket, serving_model_dir, tmp_path, monkeypatch
+):
+    from lambda_handler import s3_model
+
+    uri = upload(s3, bucket, "full", serving_model_dir)
+
+    def full(path, data):
+        if path.name == "manifest.json":
+            raise OSError(28, "No space left on device", str(path))
+        return write(path, data)
+
+    write = s3_model.write_bytes_atomic
+    monkeypatch.setattr(s3_model, "write_bytes_atomic", full)
+    status, body = classify(load(uri, tmp_path))
+    assert status == 503 and body["message"].endswith(
+        "cannot write manifest.json to the model cache (OSError: No space left on device)"
+    )
+    assert str(tmp_path) not in body["message"]
+
+
 def test_a_new_upload_gets_a_new_cache_directory(
     s3, bucket, make_serving_model_dir, serving_model_dir, tmp_path
 ):
