@@ -44,6 +44,19 @@ def test_baseline_learns_separable_topics():
     assert (probabilities.argmax(axis=1) == targets.argmax(axis=1)).mean() > 0.95
 
 
+def test_a_label_every_training_paper_carries_gets_a_constant_score():
+    # say, a file of cs.LG papers only: liblinear refuses a label with one class
+    documents, targets = corpus()
+    targets[:, 0] = 1
+    model = BaselineModel(BaselineConfig(min_df=1), n_jobs=1).fit(documents, targets)
+    probabilities = model.predict_proba(documents)
+    expected = (len(documents) + 0.5) / (len(documents) + 1)
+    np.testing.assert_allclose(probabilities[:, 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(model.sklearn_predict_proba(documents)[:, 0], expected, rtol=1e-5)
+    others = targets[:, 1:].argmax(axis=1)[targets[:, 1:].any(axis=1)]
+    assert (probabilities[:, 1:].argmax(axis=1)[targets[:, 1:].any(axis=1)] == others).mean() > 0.9
+
+
 def test_saved_model_reloads_and_scores_identically_without_scikit_learn(tmp_path):
     documents, targets = corpus()
     model = BaselineModel(BaselineConfig(min_df=1), n_jobs=1).fit(documents, targets)

@@ -218,6 +218,16 @@ def test_too_little_data_after_filtering_is_an_error(tmp_path):
         prepare(path, seed=1, min_label_count=1000)
 
 
+def test_one_label_or_fewer_validation_papers_than_folds_is_an_error(tmp_path):
+    # one label leaves nothing to tell apart; under five validation papers, a fold is empty
+    one_label = [(f"T{i}", words_abstract(f"w{i}x"), "['cs.LG']") for i in range(60)]
+    with pytest.raises(DataError, match="at least 2 labels and 5 validation papers"):
+        prepare(write_kaggle_csv(tmp_path / "one.csv", one_label), seed=1, min_label_count=1)
+    tiny = write_kaggle_csv(tmp_path / "tiny.csv", synthetic_rows(12))
+    with pytest.raises(DataError, match=r"\d+/1/1 papers in train/val/test"):
+        prepare(tiny, seed=1, min_label_count=1)
+
+
 def write_rows(path, header, rows):
     import csv
 

@@ -39,6 +39,14 @@ class _Handler(SimpleHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body) + 1000))
             self.end_headers()
             self.wfile.write(body)
+        elif self.path in ("/page.csv", "/page-as-text.csv"):  # a sign-in page, status 200
+            page = b"<!doctype html><title>Sign in</title><p>Please sign in."
+            self.send_response(200)
+            html = self.path == "/page.csv"
+            self.send_header("Content-Type", "text/html" if html else "text/plain")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
         elif self.path == "/stalled.csv":  # sends part of the body, then goes quiet
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -272,3 +280,29 @@ def test_no_progress_output_when_disabled(
         progress=False,
     )
     assert capsys.readouterr().err == ""
+
+
+def test_a_web_page_or_content_its_check_refuses_never_becomes_the_data(
+    server: str, out_dir: Path
+) -> None:
+    from train.data import DataError
+    from train.run import check_kaggle_header
+
+    destination = out_dir / "arxiv_data.csv"
+    destination.write_bytes(b"the old data")
+    with pytest.raises(DownloadError, match="the server sent a web page"):
+        download(
+            f"{server}/page.csv", destination, expected_sha256=None, expected_size=None,
+            progress=False, check=check_kaggle_header,
+        )  # fmt: skip
+    with pytest.raises(DataError, match="not the Kaggle CSV: no titles, summaries, terms"):
+        download(
+            f"{server}/page-as-text.csv", destination, expected_sha256=None,
+            expected_size=None, progress=False, check=check_kaggle_header,
+        )  # fmt: skip
+    assert destination.read_bytes() == b"the old data" and _files(out_dir) == ["arxiv_data.csv"]
+    download(
+        f"{server}/data.csv", destination, expected_sha256=None, expected_size=None,
+        progress=False, check=check_kaggle_header,
+    )  # fmt: skip
+    assert destination.read_bytes() == BODY

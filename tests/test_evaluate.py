@@ -1,5 +1,7 @@
 """Training's evaluation helpers: the low-confidence line, the breakdown by file, the plots."""
 
+from datetime import date
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,29 @@ def test_the_model_card_says_whether_one_threshold_or_per_label_ones_decide():
     assert "per-label thresholds chosen on validation (rule: shrunk, prior 30)" in (
         report.threshold_words(served)
     )
+
+
+def test_every_dated_paper_falls_in_a_period():
+    # 2021-2024 and 2027 papers used to fall in no period, or in "2025-26"
+    years = [2001, 2010, 2022, 2025, 2026, 2027, 2031]
+    n = len(years)
+    targets = np.eye(2, dtype=np.float32)[[i % 2 for i in range(n)]]
+    breakdown = by_field_and_time(
+        targets, targets, targets.astype(bool), ["a", "b"], ["a"] * n,
+        [date(year, 6, 1) for year in years], np.zeros(n), ["x"] * n,
+    )  # fmt: skip
+    papers = {name: scores["papers"] for name, scores in breakdown["by_period"].items()}
+    assert papers == {
+        "before 2007": 1, "2007-2019": 1, "2020-2024": 1, "2025-26": 2, "2027 and later": 2,
+    }  # fmt: skip
+    assert breakdown["undated_papers"] == 0
+
+
+def test_the_reports_say_when_no_test_paper_or_every_one_is_flagged():
+    low = {"top_score_below": 0.58, "test": {"flagged_share": 0.0, "precision_flagged": None,
+           "precision_rest": 0.9}}  # fmt: skip
+    assert "none of the test papers were flagged." in report.doubtful_answers(low)[2]
+    everyone = {**low, "test": {"flagged_share": 1.0, "precision_flagged": 0.4,
+                                "precision_rest": None}}  # fmt: skip
+    assert "all of the test papers were flagged." in report.doubtful_answers(everyone)[2]
+    assert report.share_or_dash(0.0, ".3f") == "0.000" and report.share_or_dash(None, ".3f") == "-"

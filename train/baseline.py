@@ -140,6 +140,15 @@ class BaselineModel:
 
 
 def fit_label(features: object, positives: np.ndarray, C: float) -> LogisticRegression:
-    """One label's liblinear logistic regression (positive class 1)."""
+    """One label's liblinear logistic regression (positive class 1). A label that every
+    training paper carries (or none) has nothing to learn: it gets a constant score, the
+    smoothed share of papers carrying it, which liblinear would refuse to fit."""
     classifier = LogisticRegression(C=C, solver="liblinear", max_iter=1000)
-    return classifier.fit(features, positives.astype(np.int8))
+    labels = positives.astype(np.int8)
+    if labels.min() == labels.max():
+        share = (labels.sum() + 0.5) / (len(labels) + 1.0)
+        classifier.classes_ = np.array([0, 1], dtype=np.int8)
+        classifier.coef_ = np.zeros((1, features.shape[1]))  # type: ignore[attr-defined]
+        classifier.intercept_ = np.array([np.log(share / (1.0 - share))])
+        return classifier
+    return classifier.fit(features, labels)

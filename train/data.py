@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from train.categories import canonical, is_arxiv_category
+from train.thresholds import FOLDS
 
 REQUIRED_COLUMNS = ("titles", "summaries", "terms")
 DATE_COLUMN = "date"
@@ -303,11 +304,11 @@ def prepare(paths: Path | list[Path], *, seed: int, min_label_count: int) -> Spl
     counts["labels_dropped_rare"] = len(rare)
     counts["papers_without_kept_label"] = len(papers) - len(train) - len(val) - len(test)
     counts.update({"train": len(train), "val": len(val), "test": len(test)})
-    if not labels or not train or not val or not test:
+    if len(labels) < 2 or not train or len(val) < FOLDS or not test:
         raise DataError(
             f"{where}: too little data left after filtering ({len(labels)} labels with "
             f"≥{min_label_count} training papers; {len(train)}/{len(val)}/{len(test)} papers "
-            "in train/val/test)"
+            f"in train/val/test; at least 2 labels and {FOLDS} validation papers are needed)"
         )
     return Splits(
         train,

@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -51,10 +52,13 @@ def download(
     expected_size: int | None,
     timeout: float = 60,
     progress: bool = True,
+    check: Callable[[Path], None] | None = None,
 ) -> Path:
     """Fetch `url` into `destination`, replacing it only once every check has passed.
 
-    Raises `DownloadError` on network and HTTP errors, short bodies and size or hash mismatches.
+    Raises `DownloadError` on network and HTTP errors, an HTML page, short bodies and size or
+    hash mismatches; `check(temporary_path)` may refuse the content too, by raising (say, when
+    it is not the CSV expected), so nothing that fails it ever lands at `destination`.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +74,8 @@ def download(
             actual = sha256_file(temporary)
             if actual != expected_sha256.lower():
                 raise DownloadError(url, f"sha256 is {actual}, expected {expected_sha256}")
+        if check is not None:
+            check(Path(temporary))
         os.replace(temporary, destination)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -85,6 +91,9 @@ def _fetch(
     done = 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
+            media_type = response.headers.get_content_type()
+            if media_type == "text/html":  # a login, error or landing page served with 200
+                raise DownloadError(url, f"the server sent a web page ({media_type}), not data")
             announced = _content_length(response)
             if announced is not None and expected_size is not None and announced != expected_size:
                 raise DownloadError(url, f"Content-Length is {announced}, expected {expected_size}")

@@ -49,7 +49,14 @@ def evaluate(
     }
 
 
-PERIODS = (("before 2007", None, 2007), ("2007-2019", 2007, 2020), ("2025-26", 2025, None))
+# Each period is reported when it has test papers; together they cover every year.
+PERIODS = (
+    ("before 2007", None, 2007),
+    ("2007-2019", 2007, 2020),
+    ("2020-2024", 2020, 2025),
+    ("2025-26", 2025, 2027),
+    ("2027 and later", 2027, None),
+)
 
 
 def subset_scores(

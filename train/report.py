@@ -119,6 +119,11 @@ def data_section(data: dict) -> list[str]:
     return lines
 
 
+def share_or_dash(value: float | None, spec: str) -> str:
+    """`value` formatted, or "-" when there is none (0.0 is a value)."""
+    return "-" if value is None else format(value, spec)
+
+
 def low_confidence_section(low: dict) -> list[str]:
     """The low-confidence line: whether it is offered, and how it splits validation and test."""
     below = low["top_score_below"]
@@ -144,8 +149,8 @@ def low_confidence_section(low: dict) -> list[str]:
                 f"{figures['papers']:,}",
                 f"{figures['auroc']:.3f}",
                 f"{figures['flagged_share']:.1%}",
-                f"{figures['precision_flagged']:.3f}" if figures["precision_flagged"] else "-",
-                f"{figures['precision_rest']:.3f}" if figures["precision_rest"] else "-",
+                share_or_dash(figures["precision_flagged"], ".3f"),
+                share_or_dash(figures["precision_rest"], ".3f"),
             ]
         )
     header = ["split", "papers", "AUROC", "flagged", "P@1 flagged", "P@1 rest"]
@@ -335,13 +340,20 @@ def doubtful_answers(low: dict | None) -> list[str]:
     if low["top_score_below"] is None:
         return ["## Doubtful answers", "", "The model does not flag doubtful answers.", ""]
     test = low["test"]
+    flagged, rest = test["precision_flagged"], test["precision_rest"]
+    if flagged is None or rest is None:  # no test paper, or every one, was flagged
+        split = "none" if flagged is None else "all"
+        detail = f"{split} of the test papers were flagged."
+    else:
+        detail = (
+            f"{test['flagged_share']:.0%} of test papers, whose top label was right "
+            f"{flagged:.0%} of the time, against {rest:.0%} for the others."
+        )
     return [
         "## Doubtful answers",
         "",
         f"An answer whose top score is below {low['top_score_below']} is flagged "
-        f"`low_confidence`: {test['flagged_share']:.0%} of test papers, whose top label was "
-        f"right {test['precision_flagged']:.0%} of the time, against "
-        f"{test['precision_rest']:.0%} for the others.",
+        f"`low_confidence`: {detail}",
         "",
     ]
 

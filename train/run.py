@@ -117,8 +117,26 @@ def resolve_data(args: argparse.Namespace) -> list[Path]:
             DEFAULT_DATA,
             expected_sha256=KAGGLE_MIRROR_SHA256,
             expected_size=KAGGLE_MIRROR_SIZE,
+            check=check_kaggle_header,
         )
     ]
+
+
+def check_kaggle_header(path: Path) -> None:
+    """Refuse a download whose first line is not the Kaggle CSV's header, before it takes the
+    data file's place (no published checksum pins that file)."""
+    import csv
+
+    from train.data import REQUIRED_COLUMNS, DataError
+
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        header = next(csv.reader([handle.readline()]), [])
+    missing = [column for column in REQUIRED_COLUMNS if column not in header]
+    if missing:
+        found = ", ".join(header[:8]) or "nothing"
+        raise DataError(
+            f"the download is not the Kaggle CSV: no {', '.join(missing)} (found {found})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
