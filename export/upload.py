@@ -93,8 +93,15 @@ def stored_manifest(client: BaseClient, location: S3Location) -> bytes | None:
         answer = client.get_object(Bucket=location.bucket, Key=location.key(MANIFEST_NAME))
         return answer["Body"].read()
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        code = error.response.get("Error", {}).get("Code")
+        if code in ("NoSuchKey", "404"):
             return None
-        raise ExportError(f"cannot look for a model at {location}: {error}") from None
+        hint = (
+            " (the upload needs s3:GetObject and s3:ListBucket there, without which S3 answers "
+            "a missing key with 403, and s3:PutObject; s3:DeleteObject too with --replace)"
+            if code in ("AccessDenied", "403")
+            else ""
+        )
+        raise ExportError(f"cannot look for a model at {location}: {error}{hint}") from None
     except BotoCoreError as error:
         raise ExportError(f"cannot look for a model at {location}: {error}") from None

@@ -18,12 +18,18 @@ import io
 import json
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lambda_handler.api import utf8_json
-from lambda_handler.bulk import ABSTRACT_FIELDS, TITLE_FIELDS, paper_fields
+from lambda_handler.bulk import (
+    ABSTRACT_FIELDS,
+    TITLE_FIELDS,
+    column_for,
+    field_count_problem,
+    paper_fields,
+)
 from lambda_handler.service import Service
 from lambda_handler.settings import Settings
 
@@ -63,10 +69,6 @@ def read_papers(path: Path) -> Iterator[Paper]:
     return _jsonl_papers(text) if is_jsonl else _csv_papers(text, path)
 
 
-def _pick(columns: dict[str, str], names: tuple[str, ...]) -> str | None:
-    return next((columns[name] for name in names if name in columns), None)
-
-
 def _csv_papers(text: str, path: Path) -> Iterator[Paper]:
     """Every row, parsed strictly and all at once, so that a broken quote (which would merge
     rows) stops the run with its row number before any paper is classified."""
@@ -82,33 +84,27 @@ def _csv_papers(text: str, path: Path) -> Iterator[Paper]:
             f"{path} row {len(rows) + 2}: not valid CSV ({error}); "
             "a stray quote there would merge rows"
         ) from None
-    columns = {name.strip().lower(): name for name in fieldnames}
-    title_column = _pick(columns, TITLE_FIELDS)
-    abstract_column = _pick(columns, ABSTRACT_FIELDS)
+    abstract_column = column_for(fieldnames, ABSTRACT_FIELDS)
     if abstract_column is None:
+        found = ", ".join(name.strip().lower() for name in fieldnames) or "no header"
         raise InputError(
             f"{path} needs an abstract column ({' or '.join(ABSTRACT_FIELDS)}) and optionally a "
-            f"title column ({' or '.join(TITLE_FIELDS)}); found {', '.join(columns) or 'no header'}"
+            f"title column ({' or '.join(TITLE_FIELDS)}); found {found}"
         )
     if not rows:
         raise InputError(f"{path} holds no papers (only a header)")
     for number, row in enumerate(rows, start=2):
-        extra, missing = len(row.get(None) or ()), sum(value is None for value in row.values())
-        if extra or missing:
-            raise InputError(
-                f"{path} row {number}: {f'{extra} more' if extra else f'{missing} fewer'} "
-                f"fields than the header's {len(fieldnames)}; is a quote or comma missing?"
-            )
-    return _rows_to_papers(rows, columns, title_column, abstract_column)
+        problem = field_count_problem(row, len(fieldnames))
+        if problem:
+            raise InputError(f"{path} row {number}: {problem}")
+    return _rows_to_papers(rows, fieldnames, abstract_column)
 
 
 def _rows_to_papers(
-    rows: list[dict[str, str]],
-    columns: dict[str, str],
-    title_column: str | None,
-    abstract_column: str,
+    rows: list[dict[str, str]], fieldnames: Sequence[str], abstract_column: str
 ) -> Iterator[Paper]:
-    id_column = columns.get("id")
+    title_column = column_for(fieldnames, TITLE_FIELDS)
+    id_column = column_for(fieldnames, ("id",))
     for number, row in enumerate(rows, start=2):
         title = row.get(title_column) if title_column else None
         paper_id = row.get(id_column) if id_column else None

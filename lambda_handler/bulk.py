@@ -30,8 +30,9 @@ from lambda_handler.validation import (
 )
 
 BATCH_KEYS = frozenset({"Items", "BatchInput"})
-# A batch's answer must fit Step Functions' 256 KiB limit on a task's result: 64 results of 20
-# labels (about 90 bytes each) and ids of 256 characters take about 140 KB.
+# A batch's answer must fit Step Functions' 256 KiB limit on a task's result: 64 results of the
+# 20 longest label names and 256-character ids take about 140 KB (216 KiB if every id character
+# is a JSON-escaped control character); 64 real abstracts took 115 KB (2026-12-06).
 MAX_BULK_TOP_K = 20
 # Field names of a record (any case): JSON Lines' and the Kaggle CSV's columns, and their kin.
 TITLE_FIELDS = ("title", "titles")
@@ -66,24 +67,23 @@ def handle_batch(classifier: Classifier, event: Mapping[str, object]) -> dict[st
     ]
     options = options if isinstance(options, dict) else {}
     try:
-        parse_options(options.get("top_k"), options.get("threshold"), len(classifier.labels))
+        top_k, threshold = parse_options(
+            options.get("top_k"), options.get("threshold"), len(classifier.labels)
+        )
     except ApiError as error:
         raise InvalidBatchOptions(error.message) from None
-    return {"results": classify(classifier, pairs, options.get("top_k"), options.get("threshold"))}
+    return {"results": classify(classifier, pairs, top_k, threshold)}
 
 
 def classify(
     classifier: Classifier,
     items: Sequence[tuple[object, object]],
-    top_k: object = None,
-    threshold: object = None,
+    top_k: int,
+    threshold: float | None,
 ) -> list[dict[str, object]]:
-    """One result per `(index, record)`, in order; the records' papers are scored together."""
+    """One result per `(index, record)`, in order, with options `parse_options` accepted; the
+    records' papers are scored together."""
     results: list[dict[str, object]] = []
-    try:
-        top_k, threshold = parse_options(top_k, threshold, len(classifier.labels))
-    except ApiError as error:  # the run's options are wrong: every item says so
-        return [failure(index, record, error) for index, record in items]
     papers: list[tuple[int, Encoded]] = []
     for index, record in items:
         try:
@@ -104,17 +104,35 @@ def encode(classifier: Classifier, record: object) -> Encoded:
     if not isinstance(record, dict):
         raise ApiError(400, "invalid_request", "a record must be a JSON object")
     identifier = record.get("id")
-    if isinstance(identifier, str) and record_id(record) is None:
+    if isinstance(identifier, str | int) and record_id(record) is None:
         raise ApiError(
             400,
             "invalid_request",
-            f"the id must be text of at most {MAX_ID_CHARS} characters (no lone surrogate)",
+            f"the id must be text or an integer of at most {MAX_ID_CHARS} characters "
+            "(no lone surrogate)",
         )
     document = parse_document(paper_fields(record), "")
     encoded = classifier.encode(document.title, document.abstract)
     if encoded is None:
         raise ApiError(400, "no_content_words", "the abstract has no content words")
     return encoded
+
+
+def column_for(header: Sequence[str], aliases: Sequence[str]) -> str | None:
+    """The header's name (as written) of the first of `aliases` it holds, in any case."""
+    by_name = {name.strip().lower(): name for name in reversed(header)}
+    return next((by_name[alias] for alias in aliases if alias in by_name), None)
+
+
+def field_count_problem(row: Mapping[object, object], header_fields: int) -> str | None:
+    """What is wrong with a CSV row read by csv.DictReader (extra values under None, missing
+    ones None), or None when it has the header's number of fields."""
+    extra = len(row.get(None) or ())  # type: ignore[arg-type]
+    missing = sum(value is None for value in row.values())
+    if not extra and not missing:
+        return None
+    problem = f"{extra} more" if extra else f"{missing} fewer"
+    return f"{problem} fields than the header's {header_fields}; is a quote or comma missing?"
 
 
 def paper_fields(record: Mapping[object, object]) -> dict[str, object]:
@@ -132,15 +150,17 @@ def paper_fields(record: Mapping[object, object]) -> dict[str, object]:
 
 
 def record_id(record: object) -> object:
-    """The record's `id` when it is an integer, or text of at most MAX_ID_CHARS characters
-    without a lone surrogate (which the Lambda runtime could not write as UTF-8), else None."""
+    """The record's `id` when it is an integer or text of at most MAX_ID_CHARS characters, text
+    without a lone surrogate (which the Lambda runtime could not write as UTF-8); else None."""
     if not isinstance(record, dict):
         return None
     value = record.get("id")
     if isinstance(value, str):
         valid = len(value) <= MAX_ID_CHARS and not any("\ud800" <= c <= "\udfff" for c in value)
         return value if valid else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if len(str(value)) <= MAX_ID_CHARS else None
+    return None
 
 
 def failure(index: object, record: object, error: ApiError) -> dict[str, object]:

@@ -30,16 +30,23 @@ import sys
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from lambda_handler.api import ApiError, utf8_json
-from lambda_handler.bulk import ABSTRACT_FIELDS, classify, parse_options
+from lambda_handler.bulk import (
+    ABSTRACT_FIELDS,
+    classify,
+    column_for,
+    field_count_problem,
+    parse_options,
+)
 from lambda_handler.files import write_bytes_atomic, write_json_atomic
 from lambda_handler.manifest import ModelError
 from lambda_handler.model import Classifier
 from lambda_handler.settings import Settings
+from lambda_handler.validation import DEFAULT_TOP_K
 
 DEFAULT_BATCH_SIZE = 64  # ItemBatcher's MaxItemsPerBatch in infra/template.yaml
 DEFAULT_PART_BATCHES = 100  # batches per output file: 6,400 records, the unit of resuming
@@ -188,7 +195,7 @@ def _csv_entries(stream: IO[bytes], name: str) -> Iterator[Entry]:
         header = reader.fieldnames or []
     except (csv.Error, OSError, EOFError) as error:
         raise BulkError(f"{name}: not a readable CSV file ({error})") from None
-    if not any(column.strip().lower() in ABSTRACT_FIELDS for column in header):
+    if column_for(header, ABSTRACT_FIELDS) is None:
         raise BulkError(
             f"{name}: no abstract column; expected one of {', '.join(ABSTRACT_FIELDS)}, "
             f"found {', '.join(header[:10]) or 'no header'}"
@@ -204,13 +211,9 @@ def _csv_entries(stream: IO[bytes], name: str) -> Iterator[Entry]:
                 index, line_number, error=("invalid_request", f"line {line_number}: {error}")
             )
         else:
-            extra, missing = len(row.get(None) or ()), sum(value is None for value in row.values())
-            if extra or missing:
-                problem = f"{extra} more" if extra else f"{missing} fewer"
-                message = (
-                    f"line {line_number} has {problem} fields than the header's "
-                    f"{len(header)}; is a quote or comma missing?"
-                )
+            problem = field_count_problem(row, len(header))
+            if problem:
+                message = f"line {line_number} has {problem}"
                 yield Entry(index, line_number, error=("invalid_request", message))
             elif any(
                 "\udc80" <= char <= "\udcff"
@@ -251,7 +254,7 @@ class Plan:
     output: Path
     model_dir: Path
     batch_size: int
-    top_k: int | None
+    top_k: int  # as parse_options accepted them
     threshold: float | None
 
 
@@ -388,16 +391,17 @@ def prepare_output(output: Path, settings: dict[str, object]) -> None:
 def run(args: argparse.Namespace) -> Counts:
     output: Path = args.output
     model_dir = args.model_dir or Settings.from_env().model_dir
-    plan = Plan(output, Path(model_dir), args.batch_size, args.top_k, args.threshold)
+    plan = Plan(output, Path(model_dir), args.batch_size, DEFAULT_TOP_K, None)
     source = Source.open(args.input)
     try:
         classifier = _load(plan)  # fails here, before any work, if the model is bad
     except ModelError as error:
         raise BulkError(f"the model cannot be used: {error}") from None
     try:  # as the function checks a batch's, but once for the whole run
-        parse_options(args.top_k, args.threshold, len(classifier.labels))
+        top_k, threshold = parse_options(args.top_k, args.threshold, len(classifier.labels))
     except ApiError as error:
         raise BulkError(f"--{error.message.replace('_', '-')}") from None
+    plan = replace(plan, top_k=top_k, threshold=threshold)
     records = entries(source)
     first = next(records, None)  # reads the header (CSV) and checks the format
     settings = {

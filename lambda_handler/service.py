@@ -22,8 +22,8 @@ from lambda_handler.settings import Settings
 
 
 class ModelUnavailable(RuntimeError):
-    """A bulk batch reached a container whose model did not load. Lambda names the error by
-    this class, and the state machine retries it (another container may load the model)."""
+    """A bulk batch reached a container whose model did not load (again). Lambda names the
+    error by this class, and the state machine retries the batch a little later."""
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Service:
 
     router: Router
     cold_start: bool = field(default=True)
+    settings: Settings | None = None  # where the model came from, to load it again
 
     @property
     def classifier(self) -> Classifier | None:
@@ -49,58 +50,7 @@ class Service:
         logs.configure(settings.log_level)
         for warning in settings.warnings:
             logs.log_event(logging.WARNING, "bad_setting", message=warning)
-        source = settings.model_s3_uri or str(settings.model_dir)
-        started = time.perf_counter()
-        try:
-            if settings.model_s3_uri:
-                classifier = cls._load_from_s3(settings)
-            else:
-                classifier = Classifier.load(settings.model_dir, settings.ort_threads)
-        except ModelError as error:
-            return cls._failed(str(error), source)
-        except Exception as error:
-            return cls._failed(
-                f"unexpected {type(error).__name__} while loading the model",
-                source,
-                traceback=traceback.format_exc(),
-            )
-        logs.log_event(
-            logging.INFO,
-            "model_loaded",
-            source=source,
-            model=classifier.info.to_dict(),
-            labels=len(classifier.labels),
-            vocabulary=classifier.tokenizer.size,
-            threads=settings.ort_threads,
-            load_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
-        return cls(Router(classifier))
-
-    @staticmethod
-    def _load_from_s3(settings: Settings) -> Classifier:
-        """The model at MODEL_S3_URI, through the local cache; a cached copy that no longer
-        loads (changed after it was checked) is checked file by file and repaired once."""
-        from lambda_handler.s3_model import fetch_model
-
-        uri, cache = settings.model_s3_uri or "", settings.model_cache_dir
-        model_dir = fetch_model(uri, cache)
-        try:
-            return Classifier.load(model_dir, settings.ort_threads)
-        except ModelError:
-            model_dir = fetch_model(uri, cache, trust_marker=False)
-            return Classifier.load(model_dir, settings.ort_threads)
-
-    @classmethod
-    def _failed(cls, reason: str, source: str, **details: object) -> Service:
-        logs.log_event(
-            logging.ERROR,
-            "model_load_failed",
-            message=f"refusing to serve (every request gets 503): {reason}",
-            reason=reason,
-            source=source,
-            **details,
-        )
-        return cls(Router(None, reason))
+        return cls(load_router(settings), settings=settings)
 
     def handle(self, event: object, context: object = None) -> dict[str, object]:
         """Answer one Lambda event with an API Gateway proxy response; never raises. A Step
@@ -158,6 +108,10 @@ class Service:
         failed instead of recording answers that are not there."""
         started = time.perf_counter()
         cold, self.cold_start = self.cold_start, False
+        if self.classifier is None and self.settings is not None:
+            # The cause may have passed (an S3 hiccup at cold start): the state machine retries
+            # the batch, and this container tries the load again rather than fail for good.
+            self.router = load_router(self.settings)
         if self.classifier is None:
             raise ModelUnavailable(f"the model is unavailable: {self.failure}")
         answer = bulk.handle_batch(self.classifier, event)
@@ -172,6 +126,68 @@ class Service:
             cold_start=cold,
         )
         return answer
+
+
+def load_router(settings: Settings) -> Router:
+    """A router over the model the settings name, or over why it cannot be loaded; logs one
+    line saying how it went."""
+    source = settings.model_s3_uri or str(settings.model_dir)
+    started = time.perf_counter()
+    try:
+        if settings.model_s3_uri:
+            classifier = _load_from_s3(settings)
+        else:
+            classifier = Classifier.load(settings.model_dir, settings.ort_threads)
+    except ModelError as error:
+        return _failed(str(error), source)
+    except Exception as error:
+        return _failed(
+            f"unexpected {type(error).__name__} while loading the model",
+            source,
+            traceback=traceback.format_exc(),
+        )
+    logs.log_event(
+        logging.INFO,
+        "model_loaded",
+        source=source,
+        model=classifier.info.to_dict(),
+        labels=len(classifier.labels),
+        vocabulary=classifier.tokenizer.size,
+        threads=settings.ort_threads,
+        load_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+    return Router(classifier)
+
+
+def _load_from_s3(settings: Settings) -> Classifier:
+    """The model at MODEL_S3_URI, through the local cache; a cached copy that no longer loads
+    (changed after it was checked) is checked file by file against S3 and repaired, once."""
+    from lambda_handler.s3_model import fetch_model
+
+    uri, cache = settings.model_s3_uri or "", settings.model_cache_dir
+    model_dir = fetch_model(uri, cache)
+    try:
+        return Classifier.load(model_dir, settings.ort_threads)
+    except ModelError as first:
+        try:
+            model_dir = fetch_model(uri, cache, trust_marker=False)
+            return Classifier.load(model_dir, settings.ort_threads)
+        except ModelError as second:
+            if str(second) == str(first):
+                raise
+            raise ModelError(f"{first}; checked against S3 again: {second}") from None
+
+
+def _failed(reason: str, source: str, **details: object) -> Router:
+    logs.log_event(
+        logging.ERROR,
+        "model_load_failed",
+        message=f"refusing to serve (every request gets 503): {reason}",
+        reason=reason,
+        source=source,
+        **details,
+    )
+    return Router(None, reason)
 
 
 def _request_id(event: object, context: object) -> str:

@@ -447,3 +447,24 @@ def test_field_names_are_read_in_any_case_and_with_their_kin(serving_service: Se
     twin = {"title": "Kaggle row", "abstract": TOPICS["cs.CL"]}
     answers = serving_service.handle(batch(record, twin), None)["results"]
     assert "error" not in answers[0] and answers[0]["labels"] == answers[1]["labels"]
+
+
+def test_a_container_whose_model_did_not_load_tries_again_on_the_next_batch(
+    tmp_path, serving_model_dir
+):
+    import shutil
+
+    model_dir = tmp_path / "model"
+    service = Service.from_settings(Settings(model_dir=model_dir))  # not there yet: a failure
+    with pytest.raises(ModelUnavailable):
+        service.handle(batch(*PAPERS), None)
+    shutil.copytree(serving_model_dir, model_dir)  # the cause has passed
+    results = service.handle(batch(*PAPERS), None)["results"]
+    assert [r.get("error") for r in results] == [None] * len(PAPERS)
+
+
+def test_an_integer_id_longer_than_the_limit_fails_its_record():
+    from lambda_handler.bulk import record_id
+
+    assert record_id({"id": 10**255}) == 10**255 and record_id({"id": 10**256}) is None
+    assert record_id({"id": True}) is None and record_id({"id": 2.5}) is None

@@ -299,3 +299,16 @@ def test_files_of_the_same_name_keep_apart_in_the_per_file_figures(tmp_path):
     papers, _, _, loads = load_files(paths)
     assert [p.source for p in papers] == [str(paths[0])] * 2 + [str(paths[1])] * 2
     assert list(loads) == [str(path) for path in paths]
+
+
+def test_an_unreadable_file_says_permission_denied(tmp_path, monkeypatch):
+    import train.data
+
+    path = write_kaggle_csv(tmp_path / "a.csv", synthetic_rows(5))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(train.data.pd, "read_csv", denied)
+    with pytest.raises(DataError, match=r"a\.csv: permission denied$"):
+        prepare(path, seed=1, min_label_count=1)

@@ -306,3 +306,11 @@ def test_a_web_page_or_content_its_check_refuses_never_becomes_the_data(
         progress=False, check=check_kaggle_header,
     )  # fmt: skip
     assert destination.read_bytes() == BODY
+
+
+def test_the_header_check_reads_past_a_byte_order_mark(tmp_path: Path) -> None:
+    from train.run import check_kaggle_header
+
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + BODY[:200])
+    check_kaggle_header(path)  # no error: pandas reads such a file too

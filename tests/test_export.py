@@ -748,3 +748,24 @@ def test_what_would_fail_late_fails_first_in_one_line(
     [error] = error_lines(capsys)
     assert message in error
     assert not (tmp_path / "model").exists()
+
+
+def test_shipped_baseline_scores_refuse_nan_on_either_side() -> None:
+    from types import SimpleNamespace
+
+    from export import ExportError
+    from export.pipeline import shipped_baseline_scores
+
+    good = np.full((3, 2), 0.5, dtype=np.float32)
+    for shipped, trained in ((good * np.nan, good), (good, good * np.nan)):
+        artifacts = SimpleNamespace(
+            papers=[SimpleNamespace(title="t", abstract="a b")] * 3,
+            tokenizer=SimpleNamespace(words=lambda title, abstract: ["a", "b"]),
+            baseline=SimpleNamespace(predict_proba=lambda documents, scores=shipped: scores),
+            predictions={"baseline": trained},
+        )
+        with pytest.raises(ExportError, match="up to inf away"):
+            shipped_baseline_scores(artifacts, [0, 1, 2])  # type: ignore[arg-type]
+    artifacts.baseline = SimpleNamespace(predict_proba=lambda documents: good)
+    artifacts.predictions = {"baseline": good}
+    np.testing.assert_array_equal(shipped_baseline_scores(artifacts, [0, 1, 2]), good)

@@ -188,3 +188,14 @@ def test_replace_needs_upload(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         main(["--replace"])
     assert raised.value.code == 2 and "--replace needs --upload" in capsys.readouterr().err
+
+
+def test_an_access_denied_probe_says_which_permissions_the_upload_needs(model_dir: Path) -> None:
+    from botocore.exceptions import ClientError
+
+    class Denied:
+        def get_object(self, **_: object) -> dict:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+
+    with pytest.raises(ExportError, match="needs s3:GetObject and s3:ListBucket"):
+        upload_model_dir(model_dir, S3Location("bucket", "m"), client=Denied())

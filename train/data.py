@@ -91,6 +91,8 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not a valid gzip file") from None
     except EOFError:
         raise DataError(f"{path}: the compressed file ends early (truncated?)") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
     except (pd.errors.ParserError, csv.Error) as error:
         detail = " ".join(str(error).split())
         raise DataError(f"{path}: not a valid CSV file ({detail})") from None

@@ -129,7 +129,7 @@ def check_kaggle_header(path: Path) -> None:
 
     from train.data import REQUIRED_COLUMNS, DataError
 
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         header = next(csv.reader([handle.readline()]), [])
     missing = [column for column in REQUIRED_COLUMNS if column not in header]
     if missing:
