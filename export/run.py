@@ -25,6 +25,7 @@ from export.graph import MIN_OPSET
 from export.parity import BATCH_SIZE
 from export.reference import REFERENCE_FILE
 from export.upload import parse_s3_uri, upload_model_dir
+from lambda_handler.signals import interrupt_on_signals
 
 logger = logging.getLogger("export")
 
@@ -84,6 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the export and/or the upload; return the process exit code."""
     args = parse_args(argv)
+    interrupt_on_signals()  # Ctrl-C and kill end it cleanly, also as a background job
     logging.basicConfig(level=logging.WARNING, format="export: %(message)s")
     logging.getLogger("export").setLevel(logging.INFO)  # the libraries' INFO lines stay quiet
     try:
@@ -96,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as error:
         print(f"export: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            "export: interrupted: nothing is half-written (a model directory is swapped in "
+            "whole; an upload sends its manifest last)",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

@@ -46,6 +46,7 @@ from lambda_handler.files import write_bytes_atomic, write_json_atomic
 from lambda_handler.manifest import ModelError
 from lambda_handler.model import Classifier
 from lambda_handler.settings import Settings
+from lambda_handler.signals import interrupt_on_signals
 from lambda_handler.validation import DEFAULT_TOP_K
 
 DEFAULT_BATCH_SIZE = 64  # ItemBatcher's MaxItemsPerBatch in infra/template.yaml
@@ -493,8 +494,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, _interrupt)  # also when started as a background job
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_signals()
     started = time.monotonic()
     try:
         counts = run(args)
@@ -516,10 +516,6 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

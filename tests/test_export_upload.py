@@ -199,3 +199,24 @@ def test_an_access_denied_probe_says_which_permissions_the_upload_needs(model_di
 
     with pytest.raises(ExportError, match="needs s3:GetObject and s3:ListBucket"):
         upload_model_dir(model_dir, S3Location("bucket", "m"), client=Denied())
+
+
+def test_an_interrupted_export_exits_130_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    import export.run
+
+    def interrupted(args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export.run, "run_export", interrupted)
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert main([]) == 130
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # kill ends it cleanly too
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    assert capsys.readouterr().err.startswith("export: interrupted: nothing is half-written")

@@ -200,9 +200,9 @@ def kill_at_random(process: subprocess.Popen, target: Path, rng: random.Random) 
     return "killed while writing" if staging_dirs(target) - existing else "killed before writing"
 
 
-def start(command: list[str], log: Path) -> subprocess.Popen:
-    """Run `command` in its own session with SIGINT at its default: a shell's background job
-    (`cmd &`, `nohup`) ignores SIGINT, and Python keeps an ignored SIGINT ignored."""
+def start(command: list[str], log: Path, sigint: object = signal.SIG_DFL) -> subprocess.Popen:
+    """Run `command` in its own session with SIGINT at `sigint` (a shell's background job,
+    `cmd &` or `nohup`, starts with it ignored; the jobs install their own handlers)."""
     with open(log, "w") as out:
         return subprocess.Popen(
             command,
@@ -210,7 +210,7 @@ def start(command: list[str], log: Path) -> subprocess.Popen:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),  # type: ignore[arg-type]
         )
 
 
@@ -279,18 +279,25 @@ def train_command(artifacts: Path, reports: Path, *extra: str) -> list[str]:
 
 
 @needs_sample
-def test_sigint_during_training_exits_130_and_leaves_no_half_written_artifacts(previous_run):
+@pytest.mark.parametrize(
+    ("sent", "sigint"),
+    [("SIGINT", signal.SIG_DFL), ("SIGINT", signal.SIG_IGN), ("SIGTERM", signal.SIG_DFL)],
+    ids=["sigint", "sigint-background-job", "sigterm"],
+)
+def test_sigint_during_training_exits_130_and_leaves_no_half_written_artifacts(
+    previous_run, sent, sigint
+):
     artifacts, reports = previous_run
     before = snapshot(artifacts.parent)
     log = artifacts.parent.parent / "train.log"
     # Five epochs, interrupted when the first one has been scored: patience 2 guarantees at
     # least two more, so the signal lands inside model.fit however fast the machine is (a
     # fixed sleep assumed how long one epoch takes).
-    process = start(train_command(artifacts, reports, "--epochs", "5"), log)
+    process = start(train_command(artifacts, reports, "--epochs", "5"), log, sigint)
     try:
         first_epoch = lambda: " - val micro-F1" in log.read_text()  # noqa: E731
         assert wait_for(first_epoch, process, timeout=600), log.read_text()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, sent))
         assert process.wait(timeout=120) == 130, log.read_text()[-3000:]
     finally:
         if process.poll() is None:
@@ -300,7 +307,9 @@ def test_sigint_during_training_exits_130_and_leaves_no_half_written_artifacts(p
     assert "Traceback" not in output
     assert snapshot(artifacts.parent) == before
     assert sorted(p.name for p in artifacts.parent.iterdir()) == ["artifacts", "reports"]
-    record("faults", "train/run.py SIGINT during model.fit", "exit 130", note="artifacts untouched")
+    started = "as a background job" if sigint is signal.SIG_IGN else "in the foreground"
+    name = f"train/run.py {sent} during model.fit, started {started}"
+    record("faults", name, "exit 130", note="artifacts untouched")
 
 
 @needs_sample

@@ -141,6 +141,9 @@ def check_kaggle_header(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from lambda_handler.signals import interrupt_on_signals
+
+    interrupt_on_signals()  # Ctrl-C and kill end the run cleanly, also as a background job
     from train.data import DataError, prepare
     from train.download import DownloadError
 
