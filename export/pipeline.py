@@ -70,6 +70,12 @@ def export_model(
     """Convert, check and gate the trained LSTM, then publish the served system at `out`."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"output {out} exists and is not a directory")
+    try:  # here, not after minutes of conversion and gates, when the model is staged beside it
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ExportError(f"cannot write {out}: {out.parent} is a file") from None
+    except OSError as error:
+        raise ExportError(f"cannot write {out}: {error.strerror}") from None
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     n_labels = len(artifacts.labels)

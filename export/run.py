@@ -109,17 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    """Check the artifacts and --out, then export; TensorFlow is imported only now, as it takes
-    seconds."""
+    """Check the artifacts, then export; TensorFlow is imported only now, as it takes seconds."""
     artifacts = load_artifacts(args.artifacts, args.reports)
-    try:  # here, not after minutes of conversion and gates
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ExportError(f"cannot write {args.out}: {args.out.parent} is a file") from None
-    except OSError as error:
-        raise ExportError(f"cannot write {args.out}: {error.strerror}") from None
-    if args.out.exists() and not args.out.is_dir():
-        raise ExportError(f"{args.out} is a file, not a model directory")
     from train.quiet_tensorflow import import_tensorflow
 
     import_tensorflow()

@@ -114,11 +114,11 @@ def module_origins(function_dir: Path) -> dict[str, object]:
     }
 
 
-def run(function_dir: Path, event_files: list[Path], env: dict[str, str]) -> int:
-    """Import the handler (cold start), invoke it on each event, print JSON lines."""
+def run(function_dir: Path, events: list[tuple[Path, object]], env: dict[str, str]) -> int:
+    """Import the handler (cold start), invoke it on each event (by its file), print JSON
+    lines."""
     isolate(function_dir)
     os.environ.update(lambda_environment(function_dir, env))
-    events = [json.loads(path.read_text(encoding="utf-8")) for path in event_files]
     out = sys.stdout
     # The function logs to sys.stdout; send that to stderr and keep stdout for the answers.
     with contextlib.redirect_stdout(sys.stderr):
@@ -127,7 +127,7 @@ def run(function_dir: Path, event_files: list[Path], env: dict[str, str]) -> int
         handler = getattr(importlib.import_module(HANDLER_MODULE), HANDLER_NAME)
         import_ms = (time.perf_counter() - before_import) * 1000
         first_answer_ms = None
-        for path, event in zip(event_files, events, strict=True):
+        for path, event in events:
             began = time.perf_counter()
             response = handler(event, LambdaContext())
             ms = (time.perf_counter() - began) * 1000
@@ -165,15 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     malformed = [item for item in args.env if "=" not in item or item.startswith("=")]
     if malformed:
         parser.error(f"--env takes NAME=VALUE, got {malformed[0]!r}")
+    events = []
     for path in args.events:
         try:
-            json.loads(path.read_text(encoding="utf-8"))
+            events.append((path.resolve(), json.loads(path.read_text(encoding="utf-8"))))
         except OSError as error:
             parser.error(f"cannot read event file {path}: {error.strerror}")
         except ValueError as error:  # also UnicodeDecodeError
             parser.error(f"event file {path} is not JSON: {str(error).splitlines()[0][:200]}")
     overrides = dict(item.split("=", 1) for item in args.env)
-    return run(function_dir, [path.resolve() for path in args.events], overrides)
+    return run(function_dir, events, overrides)
 
 
 if __name__ == "__main__":
