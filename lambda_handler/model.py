@@ -31,7 +31,7 @@ from lambda_handler.manifest import (
     read_model_dir,
 )
 from lambda_handler.text import OOV_ID, PAD_ID, Tokenizer
-from lambda_handler.tfidf import TfidfScorer
+from lambda_handler.tfidf import TfidfScorer, sigmoid
 
 # Papers per onnxruntime run within a batch. Sorting a batch by length and running it in groups
 # this small removes most padding (a batch of 32 abstracts padded to its longest is a third
@@ -40,7 +40,8 @@ SUB_BATCH = 4
 
 
 class Encoded(NamedTuple):
-    """A paper as both models read it: all its content words, and the LSTM's first ids."""
+    """A paper as both models read it: all its content words and their vocabulary ids (the
+    LSTM reads the first `max_length` of them, the baseline all)."""
 
     words: list[str]
     ids: list[int]
@@ -73,11 +74,15 @@ class Classifier:
     combiner: Combiner
     thresholds: np.ndarray = field(init=False, repr=False)
     _output_names: list[str] = field(init=False, repr=False)
+    _baseline_word_of_id: np.ndarray | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         thresholds = np.array([label.threshold for label in self.labels], dtype=np.float32)
         object.__setattr__(self, "thresholds", thresholds)
         object.__setattr__(self, "_output_names", [self.output_name])
+        object.__setattr__(
+            self, "_baseline_word_of_id", word_id_table(self.tokenizer, self.baseline)
+        )
 
     @classmethod
     def load(cls, model_dir: str | Path, threads: int = 1) -> Classifier:
@@ -120,19 +125,33 @@ class Classifier:
             return None
         title_words = self.tokenizer.words(title, "") if title else []
         all_words = title_words + abstract_words
-        return Encoded(all_words, self.tokenizer.ids(all_words))
+        return Encoded(all_words, self.tokenizer.all_ids(all_words))
 
     def predict(self, papers: Sequence[Encoded]) -> np.ndarray:
         """The served system's scores `[n, n_labels]`, in input order."""
+        length = self.tokenizer.max_length
         lstm = (
-            self.predict_lstm([paper.ids for paper in papers]) if self.combiner.uses_lstm else None
-        )
-        baseline = (
-            self.baseline.predict_proba([paper.words for paper in papers])
-            if self.combiner.uses_baseline
+            self.predict_lstm([paper.ids[:length] for paper in papers])
+            if self.combiner.uses_lstm
             else None
         )
+        baseline = self.predict_baseline(papers) if self.combiner.uses_baseline else None
         return self.combiner.combine(lstm, baseline)
+
+    def predict_baseline(self, papers: Sequence[Encoded]) -> np.ndarray:
+        """The baseline's scores `[n, n_labels]`: from the papers' vocabulary ids, gathered into
+        the baseline's word ids, which spares a second dictionary lookup per word; from their
+        words when the baseline knows a word the vocabulary lacks."""
+        table = self._baseline_word_of_id
+        if table is None:
+            return self.baseline.predict_proba([paper.words for paper in papers])
+        ids: list[int] = []
+        for paper in papers:
+            ids.extend(paper.ids)
+            ids.append(PAD_ID)  # the table maps it to -1: the separator after each paper
+        lengths = np.fromiter((len(paper.ids) for paper in papers), dtype=np.int64)
+        word_ids = table[np.array(ids, dtype=np.intp)]
+        return sigmoid(self.baseline.logits_of_word_ids(word_ids, lengths))
 
     def predict_lstm(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """The LSTM's scores `[n, n_labels]` in input order: one paper runs unpadded; a batch
@@ -226,6 +245,18 @@ class Classifier:
                 )
             if not np.all((scores >= 0.0) & (scores <= 1.0)):
                 raise ModelError("model.onnx gives scores outside [0, 1] (or NaN)")
+
+
+def word_id_table(tokenizer: Tokenizer, baseline: TfidfScorer) -> np.ndarray | None:
+    """The baseline's word id of each vocabulary id (-1 for padding, OOV and words it does not
+    use), or None when some word of the baseline is not in the vocabulary (its OOV id would
+    lose it)."""
+    ids = np.array(tokenizer.all_ids(baseline.words), dtype=np.intp)
+    if np.any(ids == OOV_ID):
+        return None
+    table = np.full(tokenizer.size, -1, dtype=np.int64)
+    table[ids] = np.arange(len(ids))
+    return table
 
 
 def parse_labels(raw: bytes) -> LabelSet:

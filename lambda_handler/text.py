@@ -135,6 +135,10 @@ class Tokenizer:
         """Vocabulary ids of `tokens`, truncated to the first `max_length`."""
         return list(map(self._ids.get, islice(tokens, self.max_length), repeat(OOV_ID)))
 
+    def all_ids(self, tokens: Iterable[str]) -> list[int]:
+        """Vocabulary ids of all `tokens`, untruncated (`ids` is their first `max_length`)."""
+        return list(map(self._ids.get, tokens, repeat(OOV_ID)))
+
     def encode(self, title: str, abstract: str) -> list[int]:
         """Unpadded ids of a paper (possibly empty when it has no content words)."""
         return self.ids(self.words(title, abstract))

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import struct
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -197,34 +201,45 @@ class TfidfScorer:
         )
 
     def logits(self, documents: Sequence[Sequence[str]]) -> np.ndarray:
-        """Per-label logits `[documents, labels]` for papers given as content-word lists.
+        """Per-label logits `[documents, labels]` for papers given as content-word lists."""
+        word_id, ids = self._index.get, []  # type: ignore[attr-defined]
+        for words in documents:
+            ids.extend(map(word_id, words, repeat(-1, len(words))))
+            ids.append(-1)
+        lengths = np.fromiter(map(len, documents), dtype=np.int64, count=len(documents))
+        return self.logits_of_word_ids(np.array(ids, dtype=np.int64), lengths)
+
+    def logits_of_word_ids(self, word_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """`logits` for papers given as indices into `words` (-1: a word that is not there),
+        laid end to end, each paper's `lengths[i]` ids followed by one -1.
 
         Scored `CHUNK` papers at a time: a chunk's arrays hold one entry per kept weight of
         each of its papers' features (about 10,000 a paper), so a whole split at once would
         need gigabytes. A paper scores the same in any chunk.
         """
-        if len(documents) <= CHUNK:
-            return self._chunk_logits(documents)
-        return np.concatenate(
-            [
-                self._chunk_logits(documents[start : start + CHUNK])
-                for start in range(0, len(documents), CHUNK)
-            ]
-        )
+        lengths = np.asarray(lengths, dtype=np.int64)
+        ends = np.cumsum(lengths + 1)  # one past each paper's separator
+        if len(word_ids) != (ends[-1] if len(ends) else 0) or np.any(word_ids[ends - 1] != -1):
+            raise ValueError("word_ids must hold each paper's ids and one -1 after each")
+        if len(word_ids) and not -1 <= word_ids.min() <= word_ids.max() < len(self.words):
+            raise ValueError(f"word ids must lie in [-1, {len(self.words)})")
+        if len(lengths) <= CHUNK:
+            return self._chunk_logits(word_ids, lengths)
+        chunks = []
+        for start in range(0, len(lengths), CHUNK):
+            stop = min(start + CHUNK, len(lengths))
+            first = ends[start - 1] if start else 0
+            chunks.append(self._chunk_logits(word_ids[first : ends[stop - 1]], lengths[start:stop]))
+        return np.concatenate(chunks)
 
-    def _chunk_logits(self, documents: Sequence[Sequence[str]]) -> np.ndarray:
-        """`logits` of one chunk, all at once: the documents' word ids are laid end to end
-        with a separator between documents, so no n-gram spans two of them."""
-        n_docs, n_features, n_labels = len(documents), len(self.grams), self.n_labels
+    def _chunk_logits(self, word_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """`logits_of_word_ids` of one chunk, all at once: the -1 after each paper keeps any
+        n-gram from spanning two of them."""
+        n_docs, n_features, n_labels = len(lengths), len(self.grams), self.n_labels
         if n_features == 0:
             return np.tile(self.intercept, (n_docs, 1))
-        word_id, ids = self._index.get, []  # type: ignore[attr-defined]
-        for words in documents:
-            ids.extend(map(word_id, words, repeat(-1, len(words))))
-            ids.append(-1)
-        digits = np.array(ids, dtype=np.int64) + 1  # 0: not a known word, or between documents
-        lengths = np.fromiter(map(len, documents), dtype=np.int64, count=n_docs) + 1
-        owner = np.repeat(np.arange(n_docs), lengths)
+        digits = word_ids + 1  # 0: not a known word, or between documents
+        owner = np.repeat(np.arange(n_docs), lengths + 1)
         base = len(self.words) + 1
         feature = self._unigram_feature[digits]  # type: ignore[attr-defined]
         hit = feature >= 0
@@ -386,19 +401,61 @@ def load_document(raw: bytes, format_version: int) -> dict:
 
 
 def load_arrays(raw: bytes, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named arrays of an npz file's bytes, never unpickling; ValueError when malformed."""
+    """The named arrays of an npz file's bytes, never unpickling; ValueError when malformed.
+
+    Arrays stored uncompressed (`np.savez`) are read-only views of `raw` where their data is
+    aligned, checked against the zip's CRC as numpy would: that spares a cold start copying
+    the baseline's 16 MB twice. Compressed ones are read by numpy.
+    """
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
             missing = [name for name in names if name not in archive.files]
             if missing:
                 raise ValueError(f"the arrays {', '.join(missing)} are missing")
-            return {name: archive[name] for name in names}
+            stored = (stored_array(raw, archive.zip.getinfo(f"{name}.npy")) for name in names)
+            return {
+                name: archive[name] if array is None else array
+                for name, array in zip(names, stored, strict=True)
+            }
     except ValueError as error:
         if "pickle" in str(error):
             raise ValueError("it holds pickled (object) data, which is never loaded") from None
         raise
     except Exception as error:  # zipfile, zlib and format errors differ across numpy versions
         raise ValueError(f"not a readable npz file ({type(error).__name__})") from None
+
+
+def stored_array(raw: bytes, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """The `.npy` member `info` of the zip file `raw`: a read-only view of its bytes (a copy
+    where they are not aligned for its type), or None when numpy should read it (compressed,
+    or a header version other than 1.0)."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    local = info.header_offset  # the local file header: its name and extra field lengths
+    if raw[local : local + 4] != b"PK\x03\x04":
+        raise ValueError(f"{info.filename} has no local file header")
+    name_length, extra_length = struct.unpack_from("<HH", raw, local + 26)
+    start = local + 30 + name_length + extra_length
+    if zlib.crc32(memoryview(raw)[start : start + info.file_size]) != info.CRC:
+        raise ValueError(f"{info.filename} fails its CRC check")
+    header = io.BytesIO(raw[start : start + min(info.file_size, HEADER_LIMIT)])
+    version = np.lib.format.read_magic(header)
+    if version != (1, 0):
+        return None
+    shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(header)
+    if dtype.hasobject:
+        raise ValueError(f"{info.filename} holds pickled (object) data")
+    count = math.prod(shape)
+    offset = start + header.tell()
+    if header.tell() + count * dtype.itemsize != info.file_size:
+        raise ValueError(f"{info.filename} holds {info.file_size} bytes, not a {dtype} {shape}")
+    array = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+    if offset % dtype.alignment:
+        array = array.copy()  # numpy's loops are slower on unaligned data
+    return array.reshape(shape, order="F" if fortran_order else "C")
+
+
+HEADER_LIMIT = 65_536  # bytes read for a .npy header (numpy's own limit is 10,000)
 
 
 def all_finite(array: np.ndarray) -> bool:

@@ -1,7 +1,10 @@
 """The TF-IDF baseline: learns, saves without pickle, and the numpy scorer the function serves
 stays within a stated tolerance of scikit-learn's own `predict_proba`, on real papers."""
 
+import io
 import os
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 from conftest import TOPICS
 
 from lambda_handler.text import english_stopwords, words
-from lambda_handler.tfidf import ARRAYS, CHUNK, TfidfScorer, ngrams
+from lambda_handler.tfidf import ARRAYS, CHUNK, TfidfScorer, load_arrays, ngrams
 from train.baseline import BaselineConfig, BaselineModel
 from train.data import multi_hot, prepare
 
@@ -156,6 +159,22 @@ def test_batched_word_id_scoring_equals_string_ngrams_and_single_papers(dense_sh
     )
 
 
+def test_word_ids_must_hold_each_paper_and_its_separator():
+    documents, targets = corpus()
+    scorer = BaselineModel(BaselineConfig(min_df=1), n_jobs=1).fit(documents, targets).scorer
+    ids = np.array([0, 1, -1, 2, -1])
+    np.testing.assert_array_equal(
+        scorer.logits_of_word_ids(ids, np.array([2, 1])),
+        scorer.logits([[scorer.words[0], scorer.words[1]], [scorer.words[2]]]),
+    )
+    for lengths in ([2, 2], [3], [1, 1], [1, 2]):
+        with pytest.raises(ValueError, match="one -1 after each"):
+            scorer.logits_of_word_ids(ids, np.array(lengths))
+    for bad in (-2, len(scorer.words)):
+        with pytest.raises(ValueError, match="word ids must lie in"):
+            scorer.logits_of_word_ids(np.array([0, bad, -1]), np.array([2]))
+
+
 def test_features_must_be_sorted_distinct_word_id_grams():
     scorer = TfidfScorer.from_dense(["b", "a b", "a"], 2, np.ones(3), np.ones((1, 3)), [0.0])
     assert scorer.terms == ("a", "b", "a b")  # stored in gram-key order
@@ -192,9 +211,64 @@ def test_dense_rows_must_name_distinct_features_without_sparse_weights():
             TfidfScorer(scorer.words, **(arrays | changes))
 
 
+def npz(writer: Callable[..., None] = np.savez, **arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    writer(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_stored_arrays_are_read_in_place_when_aligned_and_copied_when_not():
+    arrays = {
+        "a": np.arange(7, dtype=np.int16),
+        "bb": np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4),
+        "ccc": np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4)),
+        "d": np.arange(5, dtype=np.float16),
+        "e": np.arange(9, dtype=np.uint8),  # 1-byte items are always aligned: read in place
+    }
+    raw = npz(**arrays)
+    loaded = load_arrays(raw, list(arrays))
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(loaded[name], array)
+        assert loaded[name].dtype == array.dtype and loaded[name].flags.aligned
+    # Views of the file's bytes are read-only; copies (of unaligned data) are not. This file
+    # holds both kinds (which wider arrays land unaligned depends on the zip's layout).
+    in_place = [name for name, array in loaded.items() if not array.flags.writeable]
+    assert 0 < len(in_place) < len(arrays)
+    compressed = load_arrays(npz(np.savez_compressed, **arrays), list(arrays))
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(compressed[name], array)
+
+
+def test_stored_arrays_are_checked_like_numpy_checks_them():
+    raw = bytearray(npz(values=np.arange(100, dtype=np.int32)))
+    raw[raw.index(np.int32(50).tobytes())] ^= 1  # one bit of the data
+    with pytest.raises(ValueError, match=r"values\.npy fails its CRC check"):
+        load_arrays(bytes(raw), ["values"])
+    with pytest.raises(ValueError, match="pickled"):
+        load_arrays(npz(values=np.array([{"a": 1}], dtype=object)), ["values"])
+    with pytest.raises(ValueError, match="values are missing"):
+        load_arrays(npz(other=np.zeros(2)), ["values"])
+    # A header that promises more data than the member holds, and a header version numpy
+    # writes only for huge headers (read by numpy itself).
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<i4", "fortran_order": False, "shape": (10,)}
+    )
+    version_2 = io.BytesIO()
+    np.lib.format.write_array(version_2, np.arange(3, dtype=np.int32), version=(2, 0))
+    members = {"short": header.getvalue() + np.arange(5, dtype=np.int32).tobytes()}
+    members["v2"] = version_2.getvalue()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name, data in members.items():
+            zipped.writestr(f"{name}.npy", data)
+    with pytest.raises(ValueError, match=r"short\.npy holds 148 bytes, not a int32 \(10,\)"):
+        load_arrays(archive.getvalue(), ["short"])
+    np.testing.assert_array_equal(load_arrays(archive.getvalue(), ["v2"])["v2"], [0, 1, 2])
+
+
 def test_weights_file_is_never_unpickled():
     document, weights = TfidfScorer.from_dense(["a"], 1, [1.0], [[1.0]], [0.0]).to_files()
-    import io
     import json
 
     buffer = io.BytesIO()

@@ -20,6 +20,7 @@ import pytest
 from conftest import (
     SERVING_LABELS,
     SERVING_MODEL_VERSION,
+    SERVING_SENTENCES,
     SERVING_SERVED,
     serving_v2_event,
     write_serving_manifest,
@@ -29,7 +30,7 @@ from hypothesis import strategies as st
 
 from lambda_handler import logs
 from lambda_handler.manifest import ModelError
-from lambda_handler.model import Classifier
+from lambda_handler.model import Classifier, word_id_table
 from lambda_handler.service import Service
 from lambda_handler.settings import DEFAULT_MODEL_DIR, MAX_THREADS, Settings
 from lambda_handler.text import PAD_ID, Tokenizer, pad, shipped_stopwords, words
@@ -112,10 +113,66 @@ def test_served_scores_combine_the_lstm_and_the_baseline_as_the_fixture_does(
         ("", "Transformer language models for machine translation."),
         ("Robots", "Reinforcement learning agents for robot navigation and grasping."),
     ]
+    long = " ".join(SERVING_SENTENCES * 4)  # more words than the LSTM reads (max_length)
+    assert len(classifier.tokenizer.words("", long)) > classifier.tokenizer.max_length
+    papers.append(("", long))
     scores = classifier.predict([classifier.encode(title, abstract) for title, abstract in papers])
     np.testing.assert_allclose(scores, serving_system.predict(papers), atol=1e-5)
-    lstm_only = classifier.predict_lstm([classifier.encode(t, a).ids for t, a in papers])
+    length = classifier.tokenizer.max_length
+    lstm_only = classifier.predict_lstm([classifier.encode(t, a).ids[:length] for t, a in papers])
     assert np.abs(scores - lstm_only).max() > 1e-2  # the combiner really changes the scores
+
+
+def test_baseline_scores_from_vocabulary_ids_equal_those_from_words(classifier):
+    """When the vocabulary holds every baseline word, the baseline reads the papers' vocabulary
+    ids (all of them, not the LSTM's first max_length) instead of looking their words up again;
+    it must score exactly as from the words, alone and in a batch."""
+    from dataclasses import replace
+
+    # The fixture's vocabulary lacks some baseline words: that classifier scores from words.
+    assert set(classifier.baseline.words) - set(classifier.tokenizer.vocabulary)
+    assert word_id_table(classifier.tokenizer, classifier.baseline) is None
+    stopwords = classifier.tokenizer.stopwords
+    documents = [words(sentence, "", stopwords) for sentence in SERVING_SENTENCES]
+    wide = replace(classifier, tokenizer=Tokenizer.fit(documents, 1000, stopwords, max_length=3))
+    table = word_id_table(wide.tokenizer, wide.baseline)
+    assert table is not None and table[PAD_ID] == table[1] == -1
+    papers = [
+        (SERVING_SENTENCES[0], SERVING_SENTENCES[1]),
+        ("", "Zyxwv image quuxification segmentation image segmentation"),  # unknown words
+        ("", "stopwords only the and of? no: unknown-words"),
+        ("Graph", " ".join(SERVING_SENTENCES)),  # far longer than max_length
+        ("Object", "detection"),  # a bigram across the title and abstract
+        ("", "detection and video"),  # starts with the previous paper's bigram's second word
+    ]
+    encoded = [wide.encode(title, abstract) for title, abstract in papers]
+    assert len(encoded[3].ids) > wide.tokenizer.max_length
+    from_words = wide.baseline.predict_proba([paper.words for paper in encoded])
+    np.testing.assert_array_equal(wide.predict_baseline(encoded), from_words)
+    for paper, expected in zip(encoded, from_words, strict=True):
+        np.testing.assert_array_equal(wide.predict_baseline([paper])[0], expected)
+    assert np.ptp(from_words, axis=0).max() > 0.1  # the papers really score differently
+
+
+@pytest.mark.skipif(
+    not (DEFAULT_MODEL_DIR / "manifest.json").is_file(), reason="no committed model"
+)
+def test_committed_model_scores_its_baseline_from_vocabulary_ids_as_from_words():
+    shipped = Classifier.load(DEFAULT_MODEL_DIR)
+    assert word_id_table(shipped.tokenizer, shipped.baseline) is not None  # the fast path
+    sample = os.environ.get("ARXIV_SAMPLE_CSV")
+    if sample:
+        from bench.papers import read_papers
+
+        papers = [(paper.title, paper.abstract) for paper in read_papers(Path(sample))[:256]]
+    else:
+        papers = [("", sentence) for sentence in SERVING_SENTENCES]
+    encoded = [shipped.encode(title, abstract) for title, abstract in papers]
+    encoded = [paper for paper in encoded if paper is not None]
+    from_words = shipped.baseline.predict_proba([paper.words for paper in encoded])
+    for start in range(0, len(encoded), 64):
+        batch = encoded[start : start + 64]
+        np.testing.assert_array_equal(shipped.predict_baseline(batch), from_words[start:][:64])
 
 
 def test_encode_refuses_an_abstract_without_content_words(classifier):
