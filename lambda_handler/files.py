@@ -33,10 +33,14 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
+def json_bytes(data: object) -> bytes:
+    """`data` as the project's JSON files hold it: UTF-8, indented, with a final newline."""
+    return (json.dumps(data, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
 def write_json_atomic(path: str | Path, data: object) -> None:
     """Write `data` as UTF-8 JSON to `path`, atomically."""
-    text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_bytes_atomic(path, json_bytes(data))
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:

@@ -213,7 +213,12 @@ def test_model_options_reach_the_lstm_config():
     assert (pipeline.lstm.LSTMConfig().output, sigmoid.output) == ("softmax", "sigmoid")
 
 
-def test_interrupted_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("stage", "failure"),
+    [("jsonl_gz", KeyboardInterrupt), ("render_reports", ValueError)],
+    ids=["interrupted while writing artifacts", "a report that cannot be drawn"],
+)
+def test_failed_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch, stage, failure):
     pipeline = pytest.importorskip("train.pipeline")
     from train.data import prepare
     from train.lstm import LSTMConfig
@@ -231,11 +236,11 @@ def test_interrupted_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch)
         verbose=0,
     )
 
-    def interrupt(papers):
-        raise KeyboardInterrupt
+    def fail(*args):
+        raise failure
 
-    monkeypatch.setattr(pipeline, "jsonl_gz", interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(pipeline, stage, fail)
+    with pytest.raises(failure):
         pipeline.run([path], splits, settings)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert [p.name for p in artifacts.iterdir()] == ["lstm.keras"]

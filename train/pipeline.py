@@ -24,7 +24,7 @@ from lambda_handler.text import OOV_ID, english_stopwords, words
 from train import baseline, confidence, data, ensemble, lstm, thresholds
 from train.categories import ALIASES, LEGACY, archive, category_name
 from train.evaluate import by_field_and_time, evaluate
-from train.report import write_reports
+from train.report import render_reports, write_reports
 
 SPLITS = ("train", "val", "test")
 
@@ -332,6 +332,19 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
     combiner_document, combiner_arrays = choice.combiner.to_files()
 
     stage_seconds["combiner, rules and evaluation"] = round(time.time() - evaluation_started, 1)
+    results = {
+        "data": data_info,
+        "models": results_by_model,
+        "baseline_storage": fidelity,
+        "lstm_history": models["lstm"].history,
+        "run": {
+            "seconds": round(time.time() - started, 1),
+            "stage_seconds": stage_seconds,
+            "settings": settings.to_dict(),
+            "python": sys.version.split()[0],
+        },
+    }
+    reports = render_reports(results, models["lstm"].history)
     with staged_directory(settings.artifacts) as staging:
         for model in models.values():
             model.save(staging)
@@ -353,20 +366,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
             ),
         )
         write_json_atomic(staging / "data.json", data_info)
-
-    results = {
-        "data": data_info,
-        "models": results_by_model,
-        "baseline_storage": fidelity,
-        "lstm_history": models["lstm"].history,
-        "run": {
-            "seconds": round(time.time() - started, 1),
-            "stage_seconds": stage_seconds,
-            "settings": settings.to_dict(),
-            "python": sys.version.split()[0],
-        },
-    }
-    write_reports(results, models["lstm"].history, settings.reports)
+    write_reports(reports, settings.reports)
     seconds = results["run"]["seconds"]
     log(f"Artifacts in {settings.artifacts}, reports in {settings.reports} ({seconds} s)")
     return results

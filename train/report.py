@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lambda_handler.files import write_bytes_atomic, write_json_atomic
+from lambda_handler.files import json_bytes, write_bytes_atomic
 
 SUMMARY_METRICS = (
     ("micro_f1", "micro-F1"),
@@ -25,18 +25,18 @@ SUMMARY_METRICS = (
 )
 
 
-def save_figure(figure: plt.Figure, path: Path) -> None:
-    """Render a figure to PNG and write it atomically."""
+def png(figure: plt.Figure) -> bytes:
+    """A figure rendered to PNG (and closed)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 LOSS_NAMES = {"softmax": "softmax cross-entropy", "sigmoid": "binary cross-entropy"}
 
 
-def plot_training(history: dict[str, list[float]], output: str, path: Path) -> None:
+def plot_training(history: dict[str, list[float]], output: str) -> bytes:
     """Training loss (named by the LSTM's `output` kind) and validation micro-F1 per epoch."""
     figure, (loss_axis, f1_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     epochs = np.arange(1, len(history["loss"]) + 1)
@@ -48,10 +48,10 @@ def plot_training(history: dict[str, list[float]], output: str, path: Path) -> N
     for axis in (loss_axis, f1_axis):
         axis.grid(alpha=0.3)
         axis.set_xticks(epochs)
-    save_figure(figure, path)
+    return png(figure)
 
 
-def plot_per_label(models: dict[str, dict], path: Path) -> None:
+def plot_per_label(models: dict[str, dict]) -> bytes:
     """Per-label test F1 of every model side by side, labels sorted by support."""
     first = next(iter(models.values()))["per_label"]
     labels = sorted(first, key=lambda label: -first[label]["support"])
@@ -67,7 +67,7 @@ def plot_per_label(models: dict[str, dict], path: Path) -> None:
     )
     axis.legend()
     axis.grid(axis="y", alpha=0.3)
-    save_figure(figure, path)
+    return png(figure)
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -459,12 +459,22 @@ def model_card(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_reports(results: dict, history: dict[str, list[float]], directory: Path) -> None:
-    """Write metrics.json, report.md and the two plots into `directory`."""
+def render_reports(results: dict, history: dict[str, list[float]]) -> dict[str, bytes]:
+    """metrics.json, report.md, model_card.md and the two plots, by file name. Rendered before
+    the run replaces its artifacts, so that a report that cannot be drawn stops the run while
+    the previous artifacts and reports still agree."""
     test_metrics = {name: model["test"] for name, model in results["models"].items()}
     output = results["run"]["settings"]["lstm"]["output"]
-    plot_training(history, output, directory / "training_curves.png")
-    plot_per_label(test_metrics, directory / "per_label_f1.png")
-    write_json_atomic(directory / "metrics.json", results)
-    write_bytes_atomic(directory / "report.md", markdown(results).encode("utf-8"))
-    write_bytes_atomic(directory / "model_card.md", model_card(results).encode("utf-8"))
+    return {
+        "training_curves.png": plot_training(history, output),
+        "per_label_f1.png": plot_per_label(test_metrics),
+        "metrics.json": json_bytes(results),
+        "report.md": markdown(results).encode("utf-8"),
+        "model_card.md": model_card(results).encode("utf-8"),
+    }
+
+
+def write_reports(files: dict[str, bytes], directory: Path) -> None:
+    """Write `render_reports`' files into `directory`, each atomically."""
+    for name, data in files.items():
+        write_bytes_atomic(directory / name, data)
