@@ -150,8 +150,8 @@ class Classifier:
             ids.extend(paper.ids)
             ids.append(PAD_ID)  # the table maps it to -1: the separator after each paper
         lengths = np.fromiter((len(paper.ids) for paper in papers), dtype=np.int64)
-        word_ids = table[np.array(ids, dtype=np.intp)]
-        return sigmoid(self.baseline.logits_of_word_ids(word_ids, lengths))
+        word_ids = table[np.array(ids, dtype=np.intp)]  # int64, in range by construction
+        return sigmoid(self.baseline.logits_of_word_ids(word_ids, lengths, check=False))
 
     def predict_lstm(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """The LSTM's scores `[n, n_labels]` in input order: one paper runs unpadded; a batch

@@ -173,6 +173,20 @@ def test_word_ids_must_hold_each_paper_and_its_separator():
     for bad in (-2, len(scorer.words)):
         with pytest.raises(ValueError, match="word ids must lie in"):
             scorer.logits_of_word_ids(np.array([0, bad, -1]), np.array([2]))
+    for word_ids, lengths, message in [
+        ([0.0, -1.0], [1], "1-d integer arrays"),
+        ([0, -1], [1.9], "1-d integer arrays"),
+        ([[0, -1]], [1], "1-d integer arrays"),
+        ([0, 1, -1], [2, -1], "must not be negative"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            scorer.logits_of_word_ids(np.array(word_ids), np.array(lengths))
+    assert scorer.logits_of_word_ids([], []).shape == (0, scorer.n_labels)
+    # Narrow ids are widened: a bigram key of word ids overflows 32 bits past 46,340 words.
+    np.testing.assert_array_equal(
+        scorer.logits_of_word_ids(ids.astype(np.int16), [2, 1]),
+        scorer.logits_of_word_ids(ids, [2, 1]),
+    )
 
 
 def test_features_must_be_sorted_distinct_word_id_grams():
@@ -265,6 +279,32 @@ def test_stored_arrays_are_checked_like_numpy_checks_them():
     with pytest.raises(ValueError, match=r"short\.npy holds 148 bytes, not a int32 \(10,\)"):
         load_arrays(archive.getvalue(), ["short"])
     np.testing.assert_array_equal(load_arrays(archive.getvalue(), ["v2"])["v2"], [0, 1, 2])
+
+
+def test_stored_arrays_are_found_and_refused_as_numpy_would():
+    def archive_of(members: dict[str, np.ndarray]) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zipped:
+            for name, array in members.items():
+                data = io.BytesIO()
+                np.save(data, array)
+                zipped.writestr(name, data.getvalue())
+        return buffer.getvalue()
+
+    # A member named exactly "x" wins over "x.npy", as in np.load.
+    raw = archive_of({"x": np.arange(3), "x.npy": np.arange(3)[::-1]})
+    np.testing.assert_array_equal(load_arrays(raw, ["x"])["x"], [0, 1, 2])
+    np.testing.assert_array_equal(np.load(io.BytesIO(raw))["x"], [0, 1, 2])
+    # The central directory's entry for x.npy pointing at y.npy's local header.
+    raw = bytearray(archive_of({"x.npy": np.arange(3), "y.npy": np.arange(3)[::-1]}))
+    first, second = raw.index(b"PK\x01\x02"), raw.rindex(b"PK\x01\x02")
+    raw[first + 42 : first + 46] = raw[second + 42 : second + 46]  # x's header offset := y's
+    with pytest.raises(ValueError, match="local file header names another file"):
+        load_arrays(bytes(raw), ["x"])
+    raw = bytearray(archive_of({"x.npy": np.arange(3)}))
+    raw[raw.index(b"PK\x01\x02") + 8] |= 1  # the encrypted flag, in the central directory
+    with pytest.raises(ValueError, match="encrypted"):
+        load_arrays(bytes(raw), ["x"])
 
 
 def test_weights_file_is_never_unpickled():
