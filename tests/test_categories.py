@@ -155,3 +155,20 @@ def test_canonical_folds_each_alias_pair_and_legacy_archive_into_a_known_categor
     assert (archive("astro-ph.GA"), archive("hep-th"), archive("math-ph")) == (
         "astro-ph", "hep-th", "math-ph",
     )  # fmt: skip
+
+
+def test_other_spellings_of_known_codes_are_respelled_and_nothing_else():
+    from train.categories import CATEGORY_NAMES, respelled
+
+    assert len({code.casefold() for code in CATEGORY_NAMES}) == len(CATEGORY_NAMES)
+    for spelling, code in [
+        ("cs.lg", "cs.LG"),
+        (" CS.CV ", "cs.CV"),
+        ("cs.LG\u200b", "cs.LG"),
+        ("Math.IT", "math.IT"),
+        ("HEP-TH", "hep-th"),
+        ("cond-mat.MTRL-SCI", "cond-mat.mtrl-sci"),
+    ]:
+        assert respelled(spelling) == code
+    for other in ("cs.XX", "68T05", "I.2.7", "cs", "cs.L G x", ""):
+        assert respelled(other) is None

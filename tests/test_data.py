@@ -98,6 +98,12 @@ def test_split_is_deterministic_80_10_10_and_drops_rare_labels():
     papers[7] = Paper("t7", "a7", ("q-bio.NC",))
     (train, val, test), labels, rare = split(papers, seed=3, min_label_count=20)
     assert labels == ["cs.CV"] and set(rare) == {"q-bio.NC"}
+    # A label only validation or test papers carry has no training paper: dropped and counted.
+    unseen = [*papers, Paper("only-outside-training", "a", ("hep-th",))]
+    order = np.random.default_rng(25).permutation(len(unseen))
+    assert order.tolist().index(len(papers)) >= 801  # that paper lands in validation or test
+    _, labels, rare = split(unseen, seed=25, min_label_count=20)
+    assert labels == ["cs.CV"] and rare == {"q-bio.NC": rare["q-bio.NC"], "hep-th": 0}
     assert len(val) + len(test) == 200 - sum(p.title == "t7" for p in val + test)
     assert len(train) + len(val) + len(test) == 999
     again, _, _ = split(papers, seed=3, min_label_count=20)
@@ -257,6 +263,14 @@ def test_aliases_and_legacy_archives_fold_and_unknown_codes_are_dropped_and_coun
         "stat.TH -> math.ST": 1,
     }  # fmt: skip
     assert load.unknown_codes == {"cs.XY": 2}  # arXiv-shaped but not in the taxonomy: never kept
+    respelled = write_kaggle_csv(
+        tmp_path / "b.csv", [("T4", "abstract four", "['cs.lg', ' CS.CV ', 'Math.IT\u200b']")]
+    )
+    (paper,), _, nothing_dropped, loads = load_files([respelled])
+    assert paper.labels == ("cs.LG", "cs.CV", "cs.IT") and not nothing_dropped
+    assert loads[str(respelled)].folded_codes == {
+        "cs.lg -> cs.LG": 1, "CS.CV -> cs.CV": 1, "Math.IT\u200b -> cs.IT": 1,
+    }  # fmt: skip
     assert dropped == {"I.2.7": 1}
     assert counts["papers_without_arxiv_code"] == 1
 
@@ -286,8 +300,21 @@ def test_several_files_are_deduplicated_across_and_counted_per_file(tmp_path):
     assert [p.date.isoformat() if p.date else None for p in papers[2:]] == [None, "2025-04-17"]
     assert loads[str(first)].counts["rows_read"] == 2 and loads[str(second)].counts == {
         "rows_read": 3, "rows_unparsable_terms": 0, "rows_empty_abstract": 0, "rows_dated": 2,
-        "rows_unparsable_date": 1, "papers_without_arxiv_code": 0,
+        "rows_unparsable_date": 1, "papers_without_arxiv_code": 0, "duplicates_merged": 1,
+        "papers_kept": 2,
     }  # fmt: skip
+    assert loads[str(first)].counts["papers_kept"] == 2
+
+
+def test_a_file_of_only_duplicates_says_it_added_no_paper(tmp_path):
+    rows = [("Deep Nets", "first abstract", "['cs.LG']"), ("Other", "second", "['cs.CV']")]
+    first = write_rows(tmp_path / "a.csv", ["titles", "summaries", "terms"], rows)
+    second = write_rows(tmp_path / "b.csv", ["titles", "summaries", "terms"], rows)
+    _, counts, _, loads = load_files([first, second])
+    assert counts["papers_unique"] == 2
+    assert loads[str(second)].counts["papers_kept"] == 0
+    assert loads[str(second)].counts["duplicates_merged"] == 2
+    assert loads[str(first)].counts["duplicates_merged"] == 0
 
 
 def test_files_of_the_same_name_keep_apart_in_the_per_file_figures(tmp_path):

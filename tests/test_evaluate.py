@@ -157,3 +157,36 @@ def test_the_reports_say_when_no_test_paper_or_every_one_is_flagged():
                                 "precision_rest": None}}  # fmt: skip
     assert "all of the test papers were flagged." in report.doubtful_answers(everyone)[2]
     assert report.share_or_dash(0.0, ".3f") == "0.000" and report.share_or_dash(None, ".3f") == "-"
+
+
+def test_an_empty_subset_has_no_scores_rather_than_zeros():
+    targets = np.array([[1, 0], [0, 1]], dtype=np.float32)  # two cs papers only
+    breakdown = by_field_and_time(
+        targets, targets * 0.9, targets.astype(bool), ["cs.CV", "cs.LG"], ["cs.CV", "cs.LG"],
+        [None, None], np.zeros(2),
+    )  # fmt: skip
+    outside = breakdown["outside_cs_stat"]
+    assert outside == {"papers": 0, "micro_f1": None, "macro_f1": None, "p_at_1": None}
+    assert report.scores_row("outside cs/stat", outside) == ["outside cs/stat", "0", "-", "-", "-"]
+
+
+def test_the_model_card_speaks_of_drift_only_when_older_papers_score_lower():
+    periods = {"before 2007": {"p_at_1": 0.62}, "2007-2019": {"p_at_1": 0.7}}
+    periods["2025-26"] = {"p_at_1": 0.93}
+    assert report.drift_words(periods) == (
+        " Papers dated before 2007 score lower than those dated 2025-26 (P@1 0.62 against "
+        "0.93): arXiv's categories and wording drifted."
+    )
+    assert report.drift_words({"before 2007": {"p_at_1": 1.0}, "2025-26": {"p_at_1": 0.9}}) == ""
+    assert report.drift_words({"2025-26": {"p_at_1": 0.9}}) == ""
+
+
+def test_the_report_says_why_it_has_no_scores_by_period():
+    targets = np.array([[1, 0], [0, 1]], dtype=np.float32)
+    breakdown = by_field_and_time(
+        targets, targets * 0.9, targets.astype(bool), ["cs.CV", "hep-th"], ["cs.CV", "hep-th"],
+        [None, None], np.zeros(2),
+    )  # fmt: skip
+    assert not any("period" in line for line in report.breakdown_section(breakdown))
+    lines = report.breakdown_section(breakdown, unparsable_dates=300)
+    assert any(line.startswith("No scores by period") and "300" in line for line in lines)

@@ -183,6 +183,14 @@ def test_several_files_are_read_from_flags_or_the_environment_and_each_is_checke
         assert result.returncode == 2, result.stderr
         assert f"Reading {good}, {missing}\n" in result.stdout
         assert result.stderr == f"error: {missing}: no such file\n"
+    result = run_cli("--artifacts", str(tmp_path / "a"), env={"ARXIV_DATA": os.pathsep})
+    assert result.returncode == 2
+    assert result.stderr == f"error: $ARXIV_DATA ({os.pathsep!r}) names no file\n"
+    result = run_cli("--data", str(tmp_path), "--artifacts", str(tmp_path / "a"))
+    assert result.returncode == 2
+    assert (
+        result.stderr == f"error: {tmp_path} is a folder; pass each CSV file with its own --data\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ under an older name: `ALIASES` and `LEGACY` say which code wins, as arXiv's own 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 CATEGORY_NAMES: dict[str, str] = {
     # Computer Science
@@ -267,6 +268,17 @@ def is_arxiv_category(code: str) -> bool:
     archive, _, subject = code.partition(".")
     style = _SUBJECT_STYLE.get(archive)
     return style is not None and style.fullmatch(subject) is not None
+
+
+# Known codes by their case-folded spelling (no two known codes differ only in case).
+_BY_FOLDED_CASE = {code.casefold(): code for code in CATEGORY_NAMES}
+
+
+def respelled(code: str) -> str | None:
+    """The known category that `code` spells with other letter case or with spaces or
+    invisible characters inside (`cs.lg`, ` CS.CV `, `cs.LG` + a zero-width space), or None."""
+    visible = "".join(ch for ch in code if not ch.isspace() and unicodedata.category(ch) != "Cf")
+    return _BY_FOLDED_CASE.get(visible.casefold())
 
 
 def category_name(code: str) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from train.categories import canonical, is_arxiv_category
+from train.categories import canonical, is_arxiv_category, respelled
 from train.thresholds import FOLDS
 
 REQUIRED_COLUMNS = ("titles", "summaries", "terms")
@@ -68,10 +68,13 @@ class Splits:
     files: dict[str, dict[str, int]] = field(default_factory=dict)  # per input file
     folded_codes: Counter[str] = field(default_factory=Counter)  # "alias -> canonical": count
     unknown_codes: Counter[str] = field(default_factory=Counter)  # arXiv-style, not in taxonomy
+    dropped_labels: Counter[str] = field(default_factory=Counter)  # label: its training papers
 
 
 def read_csv(path: Path) -> pd.DataFrame:
     """Read a Kaggle-format CSV or CSV.gz; raise DataError naming the file and the problem."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; pass each CSV file with its own --data")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
@@ -167,7 +170,7 @@ def read_papers(path: Path, source: str | None = None) -> FileLoad:
             continue
         labels = []
         for code in terms:
-            folded = canonical(code)
+            folded = canonical(code) or canonical(respelled(code) or "")
             if folded is not None:
                 labels.append(folded)
                 if folded != code:
@@ -212,10 +215,8 @@ def load_files(
 
     Papers name their file by its name, or by its path where two files share a name."""
     names = Counter(path.name for path in paths)
-    loads = {
-        str(path): read_papers(path, path.name if names[path.name] == 1 else str(path))
-        for path in paths
-    }
+    sources = {str(path): path.name if names[path.name] == 1 else str(path) for path in paths}
+    loads = {key: read_papers(Path(key), source) for key, source in sources.items()}
     everything = [paper for load in loads.values() for paper in load.papers]
     labelled = [paper for paper in everything if paper.labels]
     unique, duplicates = deduplicate(labelled)
@@ -225,6 +226,11 @@ def load_files(
     }
     counts["duplicates_merged"] = duplicates
     counts["papers_unique"] = len(unique)
+    kept = Counter(paper.source for paper in unique)  # a merged paper keeps its first file
+    for key, load in loads.items():
+        labelled_here = sum(bool(paper.labels) for paper in load.papers)
+        load.counts["duplicates_merged"] = labelled_here - kept[sources[key]]
+        load.counts["papers_kept"] = kept[sources[key]]
     dropped = sum((load.dropped_codes for load in loads.values()), Counter())
     return unique, counts, dropped, loads
 
@@ -284,6 +290,8 @@ def split(
     rare = Counter(
         {label: count for label, count in train_counts.items() if count < min_label_count}
     )
+    for part in parts[1:]:  # labels only validation or test papers carry: no training paper
+        rare.update({lb: 0 for paper in part for lb in paper.labels if lb not in train_counts})
     kept = set(labels)
     filtered = []
     for part in parts:
@@ -303,7 +311,7 @@ def prepare(paths: Path | list[Path], *, seed: int, min_label_count: int) -> Spl
         raise DataError(f"{where}: no paper with an arXiv category code is left after filtering")
     (train, val, test), labels, rare = split(papers, seed=seed, min_label_count=min_label_count)
     counts["labels_kept"] = len(labels)
-    counts["labels_dropped_rare"] = len(rare)
+    counts["labels_dropped_rare"] = len(rare)  # too few training papers, or none
     counts["papers_without_kept_label"] = len(papers) - len(train) - len(val) - len(test)
     counts.update({"train": len(train), "val": len(val), "test": len(test)})
     if len(labels) < 2 or not train or len(val) < FOLDS or not test:
@@ -322,6 +330,7 @@ def prepare(paths: Path | list[Path], *, seed: int, min_label_count: int) -> Spl
         files={name: load.counts for name, load in loads.items()},
         folded_codes=sum((load.folded_codes for load in loads.values()), Counter()),
         unknown_codes=sum((load.unknown_codes for load in loads.values()), Counter()),
+        dropped_labels=rare,
     )
 
 

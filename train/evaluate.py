@@ -63,10 +63,10 @@ def subset_scores(
     targets: np.ndarray, probabilities: np.ndarray, predicted: np.ndarray, rows: np.ndarray
 ) -> dict[str, float]:
     """micro-F1, macro-F1 (over labels present in the subset) and P@1 of the chosen rows
-    (all zero for an empty subset, such as no paper outside cs/stat)."""
+    (None for an empty subset, such as no paper outside cs/stat: no score, rather than 0)."""
     true, chosen = targets[rows].astype(int), predicted[rows].astype(int)
     if len(true) == 0:
-        return {"papers": 0, "micro_f1": 0.0, "macro_f1": 0.0, "p_at_1": 0.0}
+        return {"papers": 0, "micro_f1": None, "macro_f1": None, "p_at_1": None}
     present = true.sum(axis=0) > 0
     return {
         "papers": int(rows.sum()) if rows.dtype == bool else len(rows),

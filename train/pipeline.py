@@ -218,6 +218,7 @@ def describe_data(paths: list[Path], splits: data.Splits) -> dict[str, object]:
         "non_arxiv_codes_dropped": sum(splits.dropped_codes.values()),
         "unknown_arxiv_codes_dropped": dict(splits.unknown_codes.most_common()),
         "codes_folded": dict(splits.folded_codes.most_common()),
+        "labels_dropped": dict(splits.dropped_labels.most_common()),
         "alias_pairs": ALIASES,
         "legacy_archives": LEGACY,
     }
@@ -231,7 +232,8 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         log(f"  {name}: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items()))
         if counts["rows_unparsable_date"]:
             log(
-                f"  warning: {name}: {counts['rows_unparsable_date']:,} dates do not parse; "
+                f"  warning: {name}: {counts['rows_unparsable_date']:,} dates are empty or do "
+                "not parse (an ISO date such as 2019-05-01 is expected); "
                 "those papers are left out of the report's scores by period"
             )
     for key, value in splits.counts.items():

@@ -80,12 +80,11 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def scores_row(name: str, scores: dict) -> list[str]:
+    """A table row of a subset's figures ("-" where the subset has no papers)."""
     return [
         name,
         f"{scores['papers']:,}",
-        f"{scores['micro_f1']:.4f}",
-        f"{scores['macro_f1']:.4f}",
-        f"{scores['p_at_1']:.4f}",
+        *(share_or_dash(scores[key], ".4f") for key in ("micro_f1", "macro_f1", "p_at_1")),
     ]
 
 
@@ -108,8 +107,11 @@ def data_section(data: dict) -> list[str]:
     ]
     folded = ", ".join(f"{pair} ({n:,})" for pair, n in data["codes_folded"].items()) or "none"
     unknown = ", ".join(f"{c} ({n})" for c, n in data["unknown_arxiv_codes_dropped"].items())
+    rare = ", ".join(f"{c} ({n})" for c, n in data.get("labels_dropped", {}).items())
     lines += [
-        "Alias pairs folded into one label (alias → canonical, papers): " + folded + ".",
+        "Codes folded into one label (an alias, a closed archive or another spelling → the "
+        "canonical code; rows read, before duplicates merge): " + folded + ".",
+        "Labels dropped for too few training papers (training papers): " + (rare or "none") + ".",
         "Codes shaped like arXiv categories that the taxonomy does not know, dropped: "
         + (unknown or "none")
         + f". Other (ACM, MSC, junk) codes dropped: "
@@ -157,7 +159,7 @@ def low_confidence_section(low: dict) -> list[str]:
     return [*lines, *table(header, rows), ""]
 
 
-def breakdown_section(breakdown: dict) -> list[str]:
+def breakdown_section(breakdown: dict, unparsable_dates: int = 0) -> list[str]:
     header = ["papers", "count", "micro-F1", "macro-F1", "P@1"]
     rows = [scores_row("outside cs/stat (primary archive)", breakdown["outside_cs_stat"])]
     if "cs_papers_cs_labels" in breakdown:
@@ -169,6 +171,13 @@ def breakdown_section(breakdown: dict) -> list[str]:
         lines += [
             f"Undated test papers (no `date` column or an unparsable one): "
             f"{breakdown['undated_papers']:,}.",
+            "",
+        ]
+    elif unparsable_dates:
+        lines += [
+            "No scores by period: no test paper has a date that parses "
+            f"({unparsable_dates:,} of the input's dates are empty or do not parse; an ISO "
+            "date such as 2019-05-01 is expected).",
             "",
         ]
     if "by_file" in breakdown:
@@ -270,7 +279,9 @@ def markdown(results: dict) -> str:
         f"{storage['max_abs_diff']:.4f}, mean {storage['mean_abs_diff']:.5f}, same top label "
         f"for {storage['top_label_agreement']:.2%}.",
         "",
-        *breakdown_section(served["breakdown"]),
+        *breakdown_section(
+            served["breakdown"], results["data"]["counts"].get("rows_unparsable_date", 0)
+        ),
         *low_confidence_section(served["low_confidence"]),
     ]
     lines += ["## Decision rules (thresholds chosen on validation)", ""]
@@ -394,7 +405,10 @@ def model_card(results: dict) -> str:
     test, breakdown = served["test"], served["breakdown"]
     data = results["data"]
     files = ", ".join(
-        f"`{Path(f['path']).name}` ({f['counts']['rows_read']:,} rows)" for f in data["files"]
+        f"`{Path(f['path']).name}` ({f['counts']['rows_read']:,} rows"
+        + (f", {f['counts']['papers_kept']:,} papers kept" if "papers_kept" in f["counts"] else "")
+        + ")"
+        for f in data["files"]
     )
     archives = breakdown["by_archive"]
     weak = [name for name, scores in archives.items() if scores["p_at_1"] < WEAK_P_AT_1]
@@ -451,12 +465,26 @@ def model_card(results: dict) -> str:
         "",
         "Suggesting categories to a person who decides: a submission form, a library "
         "cataloguing a back list, a reader exploring a field. Not for deciding alone where a "
-        "paper is listed, and not for text that is not a scientific abstract in English. Older "
-        "papers (before 2007) score lower than recent ones: arXiv's categories and wording "
-        "drifted.",
+        "paper is listed, and not for text that is not a scientific abstract in English."
+        + drift_words(breakdown.get("by_period", {})),
         "",
     ]
     return "\n".join(lines)
+
+
+def drift_words(periods: dict[str, dict]) -> str:
+    """A sentence comparing the oldest and the newest dated test papers, when the run has
+    both and the older ones score lower (arXiv's categories and wording drifted)."""
+    if len(periods) < 2:
+        return ""
+    (old_name, old), *_, (new_name, new) = periods.items()
+    if old["p_at_1"] >= new["p_at_1"]:
+        return ""
+    return (
+        f" Papers dated {old_name} score lower than those dated {new_name} (P@1 "
+        f"{old['p_at_1']:.2f} against {new['p_at_1']:.2f}): arXiv's categories and wording "
+        "drifted."
+    )
 
 
 def render_reports(results: dict, history: dict[str, list[float]]) -> dict[str, bytes]:

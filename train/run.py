@@ -101,13 +101,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def resolve_data(args: argparse.Namespace) -> list[Path]:
     """The data files: --data, then $ARXIV_DATA, then data/arxiv_data.csv, then a download."""
+    from train.data import DataError
     from train.download import KAGGLE_MIRROR_SHA256, KAGGLE_MIRROR_SIZE, KAGGLE_MIRROR_URL, download
 
     if args.data:
         return list(dict.fromkeys(args.data))  # a file given twice is read (and listed) once
     if os.environ.get("ARXIV_DATA"):
-        parts = os.environ["ARXIV_DATA"].split(os.pathsep)
-        return list(dict.fromkeys(Path(part) for part in parts if part))
+        parts = [part for part in os.environ["ARXIV_DATA"].split(os.pathsep) if part.strip()]
+        if not parts:
+            raise DataError(f"$ARXIV_DATA ({os.environ['ARXIV_DATA']!r}) names no file")
+        return list(dict.fromkeys(map(Path, parts)))
     if DEFAULT_DATA.exists() or args.no_download:
         return [DEFAULT_DATA]
     print(f"No --data, $ARXIV_DATA or {DEFAULT_DATA}; downloading {KAGGLE_MIRROR_URL}", flush=True)
