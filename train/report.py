@@ -111,7 +111,15 @@ def data_section(data: dict) -> list[str]:
     lines += [
         "Codes folded into one label (an alias, a closed archive or another spelling → the "
         "canonical code; rows read, before duplicates merge): " + folded + ".",
-        "Labels dropped for too few training papers (training papers): " + (rare or "none") + ".",
+        *(  # runs before 2026-12-07 did not record them
+            [
+                "Labels dropped for too few training papers (training papers): "
+                + (rare or "none")
+                + "."
+            ]
+            if "labels_dropped" in data
+            else []
+        ),
         "Codes shaped like arXiv categories that the taxonomy does not know, dropped: "
         + (unknown or "none")
         + f". Other (ACM, MSC, junk) codes dropped: "
