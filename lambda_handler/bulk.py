@@ -103,8 +103,7 @@ def encode(classifier: Classifier, record: object) -> Encoded:
     """A record's paper as the models read it; ApiError naming what is wrong with it."""
     if not isinstance(record, dict):
         raise ApiError(400, "invalid_request", "a record must be a JSON object")
-    identifier = record.get("id")
-    if isinstance(identifier, str | int) and record_id(record) is None:
+    if record.get("id") is not None and record_id(record) is None:
         raise ApiError(
             400,
             "invalid_request",

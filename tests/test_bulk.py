@@ -119,11 +119,16 @@ def test_an_id_the_runtime_could_not_write_or_too_long_fails_its_record_only(
     serving_service: Service,
 ):
     records = [{**PAPERS[0], "id": "\udc80x"}, {**PAPERS[1], "id": "y" * 257}, PAPERS[2]]
+    # Ids of another type are refused too: echoed back as null, they would lose the record's
+    # identity while it was still classified.
+    records += [{**PAPERS[0], "id": value} for value in (1.5, ["x"], True, {"a": 1})]
+    records.append({**PAPERS[1], "id": None})  # no id, as if the key were missing
     answer = serving_service.handle(batch(*records), None)
     json.dumps(answer, ensure_ascii=False).encode("utf-8")  # as the python3.13 runtime writes it
     results = answer["results"]
     assert [(r["id"], r.get("error")) for r in results] == [
         (None, "invalid_request"), (None, "invalid_request"), (PAPERS[2]["id"], None),
+        *[(None, "invalid_request")] * 4, (None, None),
     ]  # fmt: skip
     assert "at most 256 characters" in results[0]["message"]
 
