@@ -174,7 +174,15 @@ def breakdown_section(breakdown: dict, unparsable_dates: int = 0) -> list[str]:
         rows.append(scores_row("cs papers, cs labels only", breakdown["cs_papers_cs_labels"]))
     for name, scores in breakdown.get("by_period", {}).items():
         rows.append(scores_row(f"dated {name}", scores))
-    lines = ["## Served system by field and by time (test split)", "", *table(header, rows), ""]
+    lines = [
+        "## Served system by field and by time (test split)",
+        "",
+        *table(header, rows),
+        "",
+        "A subset's macro-F1 averages the labels its papers carry (the overall one, every "
+        "kept label).",
+        "",
+    ]
     if "undated_papers" in breakdown:
         lines += [
             f"Undated test papers (no `date` column or an unparsable one): "
@@ -450,7 +458,8 @@ def model_card(results: dict) -> str:
             ],
         ),
         "",
-        "By primary archive (P@1 counts the top label right when it is any of the paper's):",
+        "By primary archive (P@1 counts the top label right when it is any of the paper's; "
+        "macro-F1 averages the labels each row's papers carry):",
         "",
         *table(
             ["archive", "papers", "micro-F1", "macro-F1", "P@1"],
