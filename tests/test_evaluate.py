@@ -175,7 +175,8 @@ def test_the_model_card_speaks_of_drift_only_when_older_papers_score_lower():
     periods["2025-26"] = {"p_at_1": 0.93}
     assert report.drift_words(periods) == (
         " Papers dated before 2007 score lower than those dated 2025-26 (P@1 0.62 against "
-        "0.93): arXiv's categories and wording drifted."
+        "0.93); the periods differ in their mix of fields and in arXiv's categories as well as "
+        "in time."
     )
     assert report.drift_words({"before 2007": {"p_at_1": 1.0}, "2025-26": {"p_at_1": 0.9}}) == ""
     assert report.drift_words({"2025-26": {"p_at_1": 0.9}}) == ""

@@ -186,7 +186,7 @@ def breakdown_section(breakdown: dict, unparsable_dates: int = 0) -> list[str]:
     if "undated_papers" in breakdown:
         lines += [
             f"Undated test papers (no `date` column or an unparsable one): "
-            f"{breakdown['undated_papers']:,}.",
+            f"{breakdown['undated_papers']:,}. Periods without test papers are left out.",
             "",
         ]
     elif unparsable_dates:
@@ -249,6 +249,10 @@ def markdown(results: dict) -> str:
         ],
     )
     lines += [
+        "",
+        "P@k is the share of the top k labels that are the paper's (so P@3 is at most the mean "
+        "number of labels a paper has, divided by 3); P@1 is the share of papers whose top "
+        "label is one of theirs.",
         "",
         f"The served system is **{served['combiner']}**, chosen on validation.",
         "",
@@ -491,7 +495,7 @@ def model_card(results: dict) -> str:
 
 def drift_words(periods: dict[str, dict]) -> str:
     """A sentence comparing the oldest and the newest dated test papers, when the run has
-    both and the older ones score lower (arXiv's categories and wording drifted)."""
+    both and the older ones score lower."""
     if len(periods) < 2:
         return ""
     (old_name, old), *_, (new_name, new) = periods.items()
@@ -499,8 +503,8 @@ def drift_words(periods: dict[str, dict]) -> str:
         return ""
     return (
         f" Papers dated {old_name} score lower than those dated {new_name} (P@1 "
-        f"{old['p_at_1']:.2f} against {new['p_at_1']:.2f}): arXiv's categories and wording "
-        "drifted."
+        f"{old['p_at_1']:.2f} against {new['p_at_1']:.2f}); the periods differ in their mix of "
+        "fields and in arXiv's categories as well as in time."
     )
 
 
