@@ -306,6 +306,16 @@ def test_several_files_are_deduplicated_across_and_counted_per_file(tmp_path):
     assert loads[str(first)].counts["papers_kept"] == 2
 
 
+def test_a_date_column_is_found_whatever_its_case(tmp_path):
+    path = write_rows(
+        tmp_path / "a.csv",
+        ["titles", "summaries", "terms", " Date"],
+        [("Deep Nets", "first abstract", "['cs.LG']", "2019-05-01")],
+    )
+    (paper,), counts, _, _ = load_files([path])
+    assert paper.date == date(2019, 5, 1) and counts["rows_dated"] == 1
+
+
 def test_a_file_of_only_duplicates_says_it_added_no_paper(tmp_path):
     rows = [("Deep Nets", "first abstract", "['cs.LG']"), ("Other", "second", "['cs.CV']")]
     first = write_rows(tmp_path / "a.csv", ["titles", "summaries", "terms"], rows)

@@ -156,8 +156,10 @@ def read_papers(path: Path, source: str | None = None) -> FileLoad:
     frame = read_csv(path)
     source = source or path.name
     load = FileLoad([], {"rows_read": len(frame)})
-    has_date = DATE_COLUMN in frame.columns
-    dates = frame[DATE_COLUMN] if has_date else [""] * len(frame)
+    # `date`, or `Date` and the like: a dated file is never silently read as undated
+    date_column = next((c for c in frame.columns if str(c).strip().lower() == DATE_COLUMN), None)
+    has_date = date_column is not None
+    dates = frame[date_column] if has_date else [""] * len(frame)
     unparsable = empty_text = bad_dates = 0
     rows = frame[list(REQUIRED_COLUMNS)].itertuples(index=False)
     for (title, abstract, raw_terms), raw_date in zip(rows, dates, strict=True):
