@@ -24,7 +24,7 @@ from export.artifacts import load_artifacts
 from export.graph import MIN_OPSET
 from export.parity import BATCH_SIZE
 from export.reference import REFERENCE_FILE
-from export.upload import parse_s3_uri, upload_model_dir
+from export.upload import check_destination, parse_s3_uri, upload_model_dir
 from lambda_handler.signals import interrupt_on_signals
 
 logger = logging.getLogger("export")
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         location = parse_s3_uri(args.upload) if args.upload else None
         if not args.skip_export:
+            if location is not None:
+                check_destination(location, replace=args.replace)
             run_export(args)
         if location is not None:
             keys = upload_model_dir(args.out, location, replace=args.replace)

@@ -58,17 +58,11 @@ def upload_model_dir(
 ) -> list[str]:
     """Upload the files `directory`'s manifest lists, then the manifest; returns the keys."""
     manifest = verify_model_dir(directory)
-    try:
-        client = client or boto3.client("s3")
-    except BotoCoreError as error:  # e.g. an unknown AWS_PROFILE or a malformed region
-        raise ExportError(f"cannot set up an S3 client: {error}") from None
+    client = client or s3_client()
     existing = stored_manifest(client, location)
     if existing is not None and existing != (directory / MANIFEST_NAME).read_bytes():
         if not replace:
-            raise ExportError(
-                f"{location} already holds another model; upload to a new prefix (one per "
-                "model version, which MODEL_S3_URI then names), or pass --replace"
-            )
+            raise ExportError(ANOTHER_MODEL.format(location=location))
         try:
             client.delete_object(Bucket=location.bucket, Key=location.key(MANIFEST_NAME))
         except (BotoCoreError, ClientError) as error:
@@ -85,6 +79,30 @@ def upload_model_dir(
             raise ExportError(f"upload of {name} to {location} failed: {error}") from None
         keys.append(key)
     return keys
+
+
+ANOTHER_MODEL = (
+    "{location} already holds another model; upload to a new prefix (one per model version, "
+    "which MODEL_S3_URI then names), or pass --replace"
+)
+
+
+def s3_client() -> BaseClient:
+    """boto3's S3 client; ExportError when it cannot be set up."""
+    try:
+        return boto3.client("s3")
+    except BotoCoreError as error:  # e.g. an unknown AWS_PROFILE or a malformed region
+        raise ExportError(f"cannot set up an S3 client: {error}") from None
+
+
+def check_destination(
+    location: S3Location, client: BaseClient | None = None, replace: bool = False
+) -> None:
+    """Before an export that ends in an upload to `location`: the credentials reach it, and it
+    holds no model unless `replace` (the export's model will differ from any there), so that a
+    refused upload does not come after minutes of export and a replaced model directory."""
+    if stored_manifest(client or s3_client(), location) is not None and not replace:
+        raise ExportError(ANOTHER_MODEL.format(location=location))
 
 
 def stored_manifest(client: BaseClient, location: S3Location) -> bytes | None:

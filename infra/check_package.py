@@ -145,7 +145,7 @@ def problems(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("function_dir", type=Path, help="a built ClassifyFunction directory")
     parser.add_argument("--arch", choices=sorted(MACHINES), default="x86_64")
     args = parser.parse_args(argv)

@@ -126,14 +126,18 @@ def run(function_dir: Path, events: list[tuple[Path, object]], env: dict[str, st
         # app.py loads the model at import, as Lambda's init phase does.
         handler = getattr(importlib.import_module(HANDLER_MODULE), HANDLER_NAME)
         import_ms = (time.perf_counter() - before_import) * 1000
-        first_answer_ms = None
+        first_answer_ms, function_errors = None, 0
         for path, event in events:
             began = time.perf_counter()
-            response = handler(event, LambdaContext())
+            try:
+                outcome = {"response": handler(event, LambdaContext())}
+            except Exception as error:  # as Lambda reports a function error (a refused batch)
+                function_errors += 1
+                outcome = {"error": {"errorType": type(error).__name__, "errorMessage": str(error)}}
             ms = (time.perf_counter() - began) * 1000
             if first_answer_ms is None:
                 first_answer_ms = (time.perf_counter() - STARTED) * 1000
-            line = {"event": path.name, "response": response, "ms": round(ms, 3)}
+            line = {"event": path.name, **outcome, "ms": round(ms, 3)}
             print(json.dumps(line, ensure_ascii=False), file=out, flush=True)
     runtime = {
         "python": sys.version.split()[0],
@@ -142,7 +146,7 @@ def run(function_dir: Path, events: list[tuple[Path, object]], env: dict[str, st
         "modules": module_origins(function_dir),
     }
     print(json.dumps({"runtime": runtime}), file=out, flush=True)
-    return 1 if runtime["modules"]["outside_function_dir"] else 0
+    return 1 if function_errors or runtime["modules"]["outside_function_dir"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,8 @@
 
 Each paper goes through the same validation and decision rule as the API (one paper at a time,
 so a paper's scores never depend on the others). Errors are one line on stderr; the exit status
-is 1 when the model or any paper failed, 2 for bad usage.
+is 1 when the model or any paper failed, 2 for bad usage or a file that cannot be read as papers
+(as for train/run.py and the bulk run).
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             papers = read_papers(args.file)
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 1
+            return 2
 
     failed = seen = 0
     try:
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("  (low confidence: the top score is below the model's line)")
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not seen:  # an empty JSON Lines file (an empty CSV is refused while it is read)
         print(f"error: {args.file} holds no papers", file=sys.stderr)
-        return 1
+        return 2
     return 1 if failed else 0
 
 

@@ -331,7 +331,7 @@ class Progress:
         self.source, self.stream, self.started = source, stream or sys.stderr, time.monotonic()
         self.tty = self.stream.isatty()
         self.every = every if self.tty else 10.0
-        self.shown = 0.0
+        self.shown = self.started  # the first line after `every` seconds (a log gets no noise)
 
     def update(self, counts: Counts, final: bool = False) -> None:
         now = time.monotonic()
@@ -510,9 +510,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
     summary = {**asdict(counts), "seconds": round(seconds, 1)}
     write_json_atomic(args.output / SUMMARY_FILE, summary)
+    skipped = f", {counts.skipped:,} skipped (already in {args.output})" if counts.skipped else ""
     print(
-        f"{counts.read:,} papers read: {counts.classified:,} classified, {counts.failed:,} failed, "
-        f"{counts.skipped:,} skipped (already in {args.output}); {seconds:,.1f} s",
+        f"{counts.read:,} papers read: {counts.classified:,} classified, {counts.failed:,} "
+        f"failed{skipped}; {seconds:,.1f} s",
         file=sys.stderr,
     )
     return 0

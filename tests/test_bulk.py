@@ -214,7 +214,7 @@ def test_a_jsonl_file_with_malformed_lines(tmp_path, serving_model_dir, capsys):
     assert sorted(p.name for p in (tmp_path / "out").glob("part-*")) == [
         "part-0000000000.jsonl", "part-0000000006.jsonl"
     ]  # fmt: skip
-    assert "10 papers read: 7 classified, 3 failed, 0 skipped" in capsys.readouterr().err
+    assert "10 papers read: 7 classified, 3 failed; " in capsys.readouterr().err
 
 
 def test_the_local_run_answers_as_the_function_does(tmp_path, serving_model_dir, serving_service):
@@ -246,7 +246,7 @@ def test_a_kaggle_csv_gz(tmp_path, serving_model_dir):
 
 
 def test_resumes_after_an_interruption_skipping_the_written_parts(
-    tmp_path, serving_model_dir, monkeypatch
+    tmp_path, serving_model_dir, monkeypatch, capsys
 ):
     source = write_jsonl(tmp_path / "in.jsonl", jsonl_lines(20))
     out = tmp_path / "out"
@@ -267,7 +267,9 @@ def test_resumes_after_an_interruption_skipping_the_written_parts(
     ]
     (out / ".part-0000000008.jsonl.abc.tmp").write_text("half")  # a worker killed mid-write
     monkeypatch.setattr(bulk_run, "run_part", real_run_part)
+    capsys.readouterr()
     assert bulk(*arguments, model=serving_model_dir) == 0
+    assert f", 8 skipped (already in {out}); " in capsys.readouterr().err
     summary = json.loads((out / "_summary.json").read_text())
     assert (summary["read"], summary["skipped"], summary["parts_written"]) == (20, 8, 3)
     assert not list(out.glob(".*.tmp"))

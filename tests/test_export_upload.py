@@ -184,6 +184,28 @@ def test_a_prefix_holding_another_model_is_refused_unless_replaced(
     assert objects(s3, bucket) == expected_objects(other, "models/v1")
 
 
+def test_an_export_that_ends_in_an_upload_checks_the_destination_first(
+    s3, bucket: str, model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import export.run
+
+    exported = []
+    monkeypatch.setattr(export.run, "run_export", lambda args: exported.append(args))
+    upload_model_dir(model_dir, S3Location(bucket, "models/v1"), client=s3)
+    assert main(["--upload", f"s3://{bucket}/models/v1", "--out", str(model_dir)]) == 1
+    assert exported == []  # refused before minutes of export and a replaced model directory
+    assert "already holds another model" in capsys.readouterr().err
+    import boto3
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the credentials it found
+    assert main(["--upload", f"s3://{bucket}/models/v2", "--out", str(model_dir)]) == 1
+    assert exported == [] and "credentials" in capsys.readouterr().err.lower()
+
+
 def test_replace_needs_upload(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         main(["--replace"])

@@ -247,6 +247,26 @@ def invoke(python: str, function_dir: Path, events: list[Path]) -> tuple[list[di
     return lines[:-1], lines[-1]["runtime"], wall
 
 
+def test_a_batch_the_function_refuses_is_reported_as_lambda_reports_a_function_error(
+    function_dir: Path, lambda_python: str, tmp_path: Path
+):
+    refused = tmp_path / "bulk-refused.json"
+    batch = {"Items": [{"title": "t", "abstract": "Graph neural networks."}]}
+    refused.write_text(json.dumps({**batch, "BatchInput": {"top_k": 21}}))
+    health = make_events.EVENTS_DIR / "v2-health.json"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    command = [lambda_python, "-I", "-S", str(INVOKE_LOCAL), str(function_dir), str(refused)]
+    done = subprocess.run(
+        [*command, str(health)], env=env, capture_output=True, text=True, timeout=300
+    )
+    first, second = (json.loads(line) for line in done.stdout.splitlines()[:2])
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert first["event"] == "bulk-refused.json" and "response" not in first
+    assert first["error"]["errorType"] == "InvalidBatchOptions"
+    assert "top_k" in first["error"]["errorMessage"]
+    assert second["event"] == "v2-health.json" and second["response"]["statusCode"] == 200
+
+
 def test_every_event_gets_its_expected_answer_from_the_built_function(
     function_dir: Path, lambda_python: str
 ):

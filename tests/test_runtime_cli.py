@@ -119,17 +119,17 @@ def test_jsonl_gz_file_with_ids_and_bad_lines(capsys, tmp_path, serving_model_di
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "status", "message"),
     [
-        (["--file", "/nonexistent/papers.csv"], "error: cannot read /nonexistent/papers.csv"),
-        (["--model-dir", "/nonexistent", "t", "a"], "error: model unavailable: no model"),
+        (["--file", "/nonexistent/papers.csv"], 2, "error: cannot read /nonexistent/papers.csv"),
+        (["--model-dir", "/nonexistent", "t", "a"], 1, "error: model unavailable: no model"),
     ],
 )
-def test_one_line_errors_and_exit_status_1(capsys, serving_model_dir, args, message):
+def test_one_line_errors_and_their_exit_status(capsys, serving_model_dir, args, status, message):
     if "--model-dir" not in args:
         args = ["--model-dir", str(serving_model_dir), *args]
     code, out, err = run(capsys, *args)
-    assert (code, out) == (1, "")
+    assert (code, out) == (status, "")
     assert err.startswith(message) and err.count("\n") == 1
 
 
@@ -137,7 +137,7 @@ def test_csv_without_an_abstract_column(capsys, tmp_path, serving_model_dir):
     path = tmp_path / "x.csv"
     path.write_text("name,text\na,b\n")
     code, _, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(path))
-    assert code == 1 and "needs an abstract column" in err and "found name, text" in err
+    assert code == 2 and "needs an abstract column" in err and "found name, text" in err
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ def test_a_broken_csv_stops_before_any_paper_with_one_line(
     path = tmp_path / "s.csv"
     path.write_text(contents)
     code, out, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(path))
-    assert (code, out) == (1, "")  # nothing merged, nothing printed
+    assert (code, out) == (2, "")  # nothing merged, nothing printed
     assert err == f"error: {path} {message}" + err.split(message, 1)[1]
     assert err.count("\n") == 1
 
@@ -239,7 +239,7 @@ def test_deeply_nested_json_lines_and_a_corrupt_gzip_block_are_one_line_each(
     corrupt = tmp_path / "corrupt.csv.gz"
     corrupt.write_bytes(packed[:20] + bytes(b ^ 0xFF for b in packed[20:60]) + packed[60:])
     code, out, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(corrupt))
-    assert (code, out) == (1, "") and err.startswith(f"error: {corrupt} is not valid gzip")
+    assert (code, out) == (2, "") and err.startswith(f"error: {corrupt} is not valid gzip")
     assert err.count("\n") == 1
 
 
@@ -247,7 +247,7 @@ def test_an_empty_jsonl_file_and_capitalised_columns(capsys, tmp_path, serving_m
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n  \n")
     code, out, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(empty))
-    assert (code, out, err) == (1, "", f"error: {empty} holds no papers\n")
+    assert (code, out, err) == (2, "", f"error: {empty} holds no papers\n")
     capitalised = tmp_path / "papers.jsonl"
     capitalised.write_text(json.dumps({"Title": TITLE, "Abstract": ABSTRACT}) + "\n")
     code, out, _ = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(capitalised))

@@ -175,8 +175,10 @@ def test_data_comes_from_the_environment_when_no_flag(tmp_path):
 def test_several_files_are_read_from_flags_or_the_environment_and_each_is_checked(tmp_path):
     good = write_kaggle_csv(tmp_path / "good.csv", synthetic_rows(50))
     missing = tmp_path / "missing.csv"
+    (tmp_path / "sub").mkdir()
+    again = tmp_path / "sub" / ".." / "good.csv"  # the same file, spelled another way
     for args, env in (
-        (["--data", str(good), "--data", str(missing), "--data", str(good)], None),
+        (["--data", str(good), "--data", str(missing), "--data", str(again)], None),
         ([], {"ARXIV_DATA": f"{good}{os.pathsep}{missing}{os.pathsep}{good}"}),
     ):  # a file named twice is read, and listed, once
         result = run_cli(*args, "--artifacts", str(tmp_path / "a"), env=env)

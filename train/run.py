@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -105,12 +106,12 @@ def resolve_data(args: argparse.Namespace) -> list[Path]:
     from train.download import KAGGLE_MIRROR_SHA256, KAGGLE_MIRROR_SIZE, KAGGLE_MIRROR_URL, download
 
     if args.data:
-        return list(dict.fromkeys(args.data))  # a file given twice is read (and listed) once
+        return distinct_files(args.data)
     if os.environ.get("ARXIV_DATA"):
         parts = [part for part in os.environ["ARXIV_DATA"].split(os.pathsep) if part.strip()]
         if not parts:
             raise DataError(f"$ARXIV_DATA ({os.environ['ARXIV_DATA']!r}) names no file")
-        return list(dict.fromkeys(map(Path, parts)))
+        return distinct_files(map(Path, parts))
     if DEFAULT_DATA.exists() or args.no_download:
         return [DEFAULT_DATA]
     print(f"No --data, $ARXIV_DATA or {DEFAULT_DATA}; downloading {KAGGLE_MIRROR_URL}", flush=True)
@@ -123,6 +124,17 @@ def resolve_data(args: argparse.Namespace) -> list[Path]:
             check=check_kaggle_header,
         )
     ]
+
+
+def distinct_files(paths: Iterable[Path]) -> list[Path]:
+    """Each file once, as first spelled: `a.csv` and `./x/../a.csv` are read (and listed) once."""
+    seen: set[Path] = set()
+    kept = []
+    for path in paths:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            kept.append(path)
+    return kept
 
 
 def check_kaggle_header(path: Path) -> None:
