@@ -1,7 +1,7 @@
 """Export the trained LSTM to a model directory, and optionally upload a model directory to S3.
 
     python export/run.py                                  # artifacts/ -> lambda_handler/model/
-    python export/run.py --upload s3://bucket/prefix      # export, then upload
+    python export/run.py --upload s3://bucket/prefix      # check the prefix, export, upload
     python export/run.py --skip-export --upload s3://bucket/prefix --out lambda_handler/model
 
 Exits 1 with a one-line message when the export or upload cannot go on. A failed export

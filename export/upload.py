@@ -91,7 +91,7 @@ def s3_client() -> BaseClient:
     """boto3's S3 client; ExportError when it cannot be set up."""
     try:
         return boto3.client("s3")
-    except BotoCoreError as error:  # e.g. an unknown AWS_PROFILE or a malformed region
+    except (BotoCoreError, ValueError) as error:  # an unknown profile, a malformed endpoint URL
         raise ExportError(f"cannot set up an S3 client: {error}") from None
 
 

@@ -14,9 +14,12 @@ from and names any that came from elsewhere.
 The function gets the environment that template.yaml gives it (`DEFAULT_ENV`, overridable with
 `--env NAME=VALUE`), a Lambda-like context, and one event per file, in order, in one process:
 the first answer is the cold start. Output is one JSON line per event,
-`{"event", "response", "ms"}`, then `{"runtime": {...}}` with the time to import the handler
-(which loads the model) and to the first answer, and where numpy and onnxruntime came from;
-the function's own log lines go to stderr, as they go to CloudWatch on Lambda.
+`{"event", "response", "ms"}`, or `{"event", "error": {"errorType", "errorMessage",
+"stackTrace"}, "ms"}` when the function raises (a bulk batch whose options it refuses), as
+Lambda reports a function error; then `{"runtime": {...}}` with the time to import the handler
+(which loads the model) and to the first answer, and where numpy and onnxruntime came from.
+The function's own log lines go to stderr, as they go to CloudWatch on Lambda. The exit status
+is 1 when an event raised or a module came from outside the function directory.
 
 Unlike `sam local invoke` this uses the local CPython and glibc, not Amazon Linux 2023's, and has
 no boto3, so MODEL_S3_URI cannot be tried here. Standard library only.
@@ -32,6 +35,7 @@ import os
 import sys
 import sysconfig
 import time
+import traceback
 import uuid
 from pathlib import Path
 
@@ -133,7 +137,14 @@ def run(function_dir: Path, events: list[tuple[Path, object]], env: dict[str, st
                 outcome = {"response": handler(event, LambdaContext())}
             except Exception as error:  # as Lambda reports a function error (a refused batch)
                 function_errors += 1
-                outcome = {"error": {"errorType": type(error).__name__, "errorMessage": str(error)}}
+                trace = traceback.format_exception(error)
+                outcome = {
+                    "error": {
+                        "errorType": type(error).__name__,
+                        "errorMessage": str(error),
+                        "stackTrace": [line.rstrip("\n") for line in trace[1:]],
+                    }
+                }
             ms = (time.perf_counter() - began) * 1000
             if first_answer_ms is None:
                 first_answer_ms = (time.perf_counter() - STARTED) * 1000

@@ -18,18 +18,30 @@ from pathlib import Path
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    write_files_atomic(Path(path).parent, {Path(path).name: data})
+
+
+def write_files_atomic(directory: str | Path, files: dict[str, bytes]) -> None:
+    """Write each `files` name's bytes into `directory`: every file to a temporary one first,
+    then all renamed in one quick pass, so an interruption leaves the old set, not a mix (but
+    for the instant of the renames)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    temporaries: dict[str, str] = {}
     try:
-        os.fchmod(handle, 0o644)  # mkstemp's 0600 would make artifacts unreadable in a Lambda zip
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
+        for name, data in files.items():
+            handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+            temporaries[name] = temporary
+            os.fchmod(handle, 0o644)  # mkstemp's 0600 would make artifacts unreadable in a zip
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        for name, temporary in temporaries.items():
+            os.replace(temporary, directory / name)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        for temporary in temporaries.values():
+            Path(temporary).unlink(missing_ok=True)
         raise
 
 

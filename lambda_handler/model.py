@@ -129,11 +129,8 @@ class Classifier:
 
     def predict(self, papers: Sequence[Encoded]) -> np.ndarray:
         """The served system's scores `[n, n_labels]`, in input order."""
-        length = self.tokenizer.max_length
         lstm = (
-            self.predict_lstm([paper.ids[:length] for paper in papers])
-            if self.combiner.uses_lstm
-            else None
+            self.predict_lstm([paper.ids for paper in papers]) if self.combiner.uses_lstm else None
         )
         baseline = self.predict_baseline(papers) if self.combiner.uses_baseline else None
         return self.combiner.combine(lstm, baseline)
@@ -154,9 +151,11 @@ class Classifier:
         return sigmoid(self.baseline.logits_of_word_ids(word_ids, lengths, check=False))
 
     def predict_lstm(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        """The LSTM's scores `[n, n_labels]` in input order: one paper runs unpadded; a batch
-        runs sorted by length in groups of at most `SUB_BATCH` papers, each pre-padded to its
-        own longest."""
+        """The LSTM's scores `[n, n_labels]` in input order, from the first `max_length` ids of
+        each sequence (as in training): one paper runs unpadded; a batch runs sorted by length
+        in groups of at most `SUB_BATCH` papers, each pre-padded to its own longest."""
+        length = self.tokenizer.max_length
+        sequences = [sequence[:length] for sequence in sequences]
         if max(map(len, sequences), default=0) == 0:
             raise ValueError("every sequence must hold at least one token id")
         if len(sequences) <= SUB_BATCH:

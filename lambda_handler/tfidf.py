@@ -242,13 +242,14 @@ class TfidfScorer:
             raise ValueError("word_ids and lengths must be 1-d integer arrays")
         if len(lengths) and lengths.min() < 0:
             raise ValueError("lengths must not be negative")
+        # Range first, on the ids as given: a uint64 2**64 - 1 must not pass as -1 once cast.
+        if len(word_ids) and not -1 <= word_ids.min() <= word_ids.max() < len(self.words):
+            raise ValueError(f"word ids must lie in [-1, {len(self.words)})")
         word_ids = word_ids.astype(np.int64, copy=False)  # n-gram keys need 64 bits
         lengths = lengths.astype(np.int64, copy=False)
         ends = np.cumsum(lengths + 1)
         if len(word_ids) != (ends[-1] if len(ends) else 0) or np.any(word_ids[ends - 1] != -1):
             raise ValueError("word_ids must hold each paper's ids and one -1 after each")
-        if len(word_ids) and not -1 <= word_ids.min() <= word_ids.max() < len(self.words):
-            raise ValueError(f"word ids must lie in [-1, {len(self.words)})")
         return word_ids, lengths
 
     def _chunk_logits(self, word_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:

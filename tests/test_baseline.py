@@ -183,10 +183,16 @@ def test_word_ids_must_hold_each_paper_and_its_separator():
             scorer.logits_of_word_ids(np.array(word_ids), np.array(lengths))
     assert scorer.logits_of_word_ids([], []).shape == (0, scorer.n_labels)
     # Narrow ids are widened: a bigram key of word ids overflows 32 bits past 46,340 words.
-    np.testing.assert_array_equal(
-        scorer.logits_of_word_ids(ids.astype(np.int16), [2, 1]),
-        scorer.logits_of_word_ids(ids, [2, 1]),
-    )
+    words = [f"w{i:05d}" for i in range(50_000)]
+    wide = TfidfScorer.from_dense([*words, "w49998 w49999"], 2, np.ones(50_001),
+                                  np.eye(1, 50_001, 50_000), [0.0])  # fmt: skip
+    pair = np.array([49_998, 49_999, -1])
+    expected = wide.logits([["w49998", "w49999"]])
+    assert expected[0, 0] > 0.5  # the bigram's weight, reached only through its 64-bit key
+    for dtype in (np.int32, np.int64):
+        np.testing.assert_array_equal(wide.logits_of_word_ids(pair.astype(dtype), [2]), expected)
+    with pytest.raises(ValueError, match="word ids must lie in"):
+        wide.logits_of_word_ids(np.array([5, 7, 2**64 - 1], dtype=np.uint64), [2])
 
 
 def test_features_must_be_sorted_distinct_word_id_grams():

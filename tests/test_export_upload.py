@@ -204,6 +204,9 @@ def test_an_export_that_ends_in_an_upload_checks_the_destination_first(
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the credentials it found
     assert main(["--upload", f"s3://{bucket}/models/v2", "--out", str(model_dir)]) == 1
     assert exported == [] and "credentials" in capsys.readouterr().err.lower()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "not a url")
+    assert main(["--upload", f"s3://{bucket}/models/v2", "--out", str(model_dir)]) == 1
+    assert capsys.readouterr().err.startswith("export: error: cannot set up an S3 client")
 
 
 def test_replace_needs_upload(capsys: pytest.CaptureFixture[str]) -> None:

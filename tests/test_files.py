@@ -56,3 +56,25 @@ def test_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert (target / "a.txt").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_several_files_are_replaced_together_or_not_at_all(tmp_path, monkeypatch):
+    (tmp_path / "a.md").write_text("old a")
+    (tmp_path / "b.md").write_text("old b")
+    calls = []
+    real_fsync = files.os.fsync
+
+    def fsync_fails_on_the_second_file(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_fsync(fd)
+
+    monkeypatch.setattr(files.os, "fsync", fsync_fails_on_the_second_file)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_files_atomic(tmp_path, {"a.md": b"new a", "b.md": b"new b"})
+    assert (tmp_path / "a.md").read_text() == "old a" and (tmp_path / "b.md").read_text() == "old b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.md", "b.md"]  # no temporary left
+    monkeypatch.setattr(files.os, "fsync", real_fsync)
+    files.write_files_atomic(tmp_path, {"a.md": b"new a", "b.md": b"new b"})
+    assert (tmp_path / "a.md").read_text() == "new a" and (tmp_path / "b.md").read_text() == "new b"

@@ -429,3 +429,22 @@ def test_invoke_local_refuses_bad_arguments_in_one_usage_line(tmp_path, capsys, 
     with pytest.raises(SystemExit) as stopped:
         invoke_local.main([str(tmp_path), *make_args(tmp_path)])
     assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_makefile_and_the_runtime_module_choose_the_same_python(tmp_path, monkeypatch):
+    """infra/Makefile compiles the package's bytecode with the interpreter infra/runtime.py (and
+    so .ci/run, bench/run.py and the build tests) stands in for Lambda's runtime with."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    monkeypatch.delenv(runtime.ENV_VAR, raising=False)
+    printer = tmp_path / "print.mk"
+    printer.write_text("print-%:\n\t@echo $($*)\n")
+    done = subprocess.run(
+        ["make", "-s", "-f", str(INFRA / "Makefile"), "-f", str(printer), "print-LAMBDA_PYTHON"],
+        capture_output=True, text=True, timeout=120, cwd=INFRA,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (runtime.lambda_python() or "")

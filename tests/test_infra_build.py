@@ -264,6 +264,7 @@ def test_a_batch_the_function_refuses_is_reported_as_lambda_reports_a_function_e
     assert first["event"] == "bulk-refused.json" and "response" not in first
     assert first["error"]["errorType"] == "InvalidBatchOptions"
     assert "top_k" in first["error"]["errorMessage"]
+    assert any("handle_batch" in line for line in first["error"]["stackTrace"])
     assert second["event"] == "v2-health.json" and second["response"]["statusCode"] == 200
 
 

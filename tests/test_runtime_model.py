@@ -98,6 +98,20 @@ def test_a_large_batch_runs_by_length_in_sub_batches_padded_to_their_own_longest
     assert np.abs(expected - serving_network.predict(pad(sequences))).max() > 1e-4
 
 
+def test_the_lstm_reads_the_first_max_length_ids_of_any_sequence(classifier):
+    long = classifier.encode("", " ".join(SERVING_SENTENCES * 4)).ids
+    length = classifier.tokenizer.max_length
+    assert len(long) > length
+    np.testing.assert_array_equal(
+        classifier.predict_lstm([long, long[:9]]),
+        classifier.predict_lstm([long[:length], long[:9]]),
+    )
+    assert (
+        np.abs(classifier.predict_lstm([long[-length:]]) - classifier.predict_lstm([long])).max()
+        > 1e-4
+    )
+
+
 def test_batch_rows_equal_single_runs_when_lengths_are_equal(classifier):
     sequences = [[5, 9, 12, 3], [7, 7, 2, 30], [1, 1, 1, 39]]
     batch = classifier.predict_lstm(sequences)

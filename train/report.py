@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lambda_handler.files import json_bytes, write_bytes_atomic
+from lambda_handler.files import json_bytes, write_files_atomic
 
 SUMMARY_METRICS = (
     ("micro_f1", "micro-F1"),
@@ -524,6 +524,5 @@ def render_reports(results: dict, history: dict[str, list[float]]) -> dict[str, 
 
 
 def write_reports(files: dict[str, bytes], directory: Path) -> None:
-    """Write `render_reports`' files into `directory`, each atomically."""
-    for name, data in files.items():
-        write_bytes_atomic(directory / name, data)
+    """Write `render_reports`' files into `directory` together (all written, then renamed)."""
+    write_files_atomic(directory, files)

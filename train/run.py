@@ -108,7 +108,8 @@ def resolve_data(args: argparse.Namespace) -> list[Path]:
     if args.data:
         return distinct_files(args.data)
     if os.environ.get("ARXIV_DATA"):
-        parts = [part for part in os.environ["ARXIV_DATA"].split(os.pathsep) if part.strip()]
+        parts = [part.strip() for part in os.environ["ARXIV_DATA"].split(os.pathsep)]
+        parts = [part for part in parts if part]
         if not parts:
             raise DataError(f"$ARXIV_DATA ({os.environ['ARXIV_DATA']!r}) names no file")
         return distinct_files(map(Path, parts))
@@ -128,11 +129,12 @@ def resolve_data(args: argparse.Namespace) -> list[Path]:
 
 def distinct_files(paths: Iterable[Path]) -> list[Path]:
     """Each file once, as first spelled: `a.csv` and `./x/../a.csv` are read (and listed) once."""
-    seen: set[Path] = set()
+    seen: set[str] = set()
     kept = []
     for path in paths:
-        if path.resolve() not in seen:
-            seen.add(path.resolve())
+        real = os.path.realpath(path)  # never raises (a symlink loop stays for read_csv to name)
+        if real not in seen:
+            seen.add(real)
             kept.append(path)
     return kept
 
