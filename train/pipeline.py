@@ -17,6 +17,7 @@ from lambda_handler.files import (
     sha256_file,
     staged_directory,
     write_bytes_atomic,
+    write_files_atomic,
     write_json_atomic,
 )
 from lambda_handler.labels import Label, LabelSet
@@ -24,7 +25,7 @@ from lambda_handler.text import OOV_ID, english_stopwords, words
 from train import baseline, confidence, data, ensemble, lstm, thresholds
 from train.categories import ALIASES, LEGACY, archive, category_name
 from train.evaluate import by_field_and_time, evaluate
-from train.report import render_reports, write_reports
+from train.report import render_reports
 
 SPLITS = ("train", "val", "test")
 
@@ -346,7 +347,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
             "python": sys.version.split()[0],
         },
     }
-    reports = render_reports(results, models["lstm"].history)
+    reports = render_reports(results)
     with staged_directory(settings.artifacts) as staging:
         for model in models.values():
             model.save(staging)
@@ -368,7 +369,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
             ),
         )
         write_json_atomic(staging / "data.json", data_info)
-    write_reports(reports, settings.reports)
+    write_files_atomic(settings.reports, reports)
     seconds = results["run"]["seconds"]
     log(f"Artifacts in {settings.artifacts}, reports in {settings.reports} ({seconds} s)")
     return results

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lambda_handler.files import json_bytes, write_files_atomic
+from lambda_handler.files import json_bytes
 
 SUMMARY_METRICS = (
     ("micro_f1", "micro-F1"),
@@ -508,21 +508,17 @@ def drift_words(periods: dict[str, dict]) -> str:
     )
 
 
-def render_reports(results: dict, history: dict[str, list[float]]) -> dict[str, bytes]:
+def render_reports(results: dict) -> dict[str, bytes]:
     """metrics.json, report.md, model_card.md and the two plots, by file name. Rendered before
     the run replaces its artifacts, so that a report that cannot be drawn stops the run while
-    the previous artifacts and reports still agree."""
+    the previous artifacts and reports still agree (lambda_handler.files.write_files_atomic
+    then writes them together)."""
     test_metrics = {name: model["test"] for name, model in results["models"].items()}
     output = results["run"]["settings"]["lstm"]["output"]
     return {
-        "training_curves.png": plot_training(history, output),
+        "training_curves.png": plot_training(results["lstm_history"], output),
         "per_label_f1.png": plot_per_label(test_metrics),
         "metrics.json": json_bytes(results),
         "report.md": markdown(results).encode("utf-8"),
         "model_card.md": model_card(results).encode("utf-8"),
     }
-
-
-def write_reports(files: dict[str, bytes], directory: Path) -> None:
-    """Write `render_reports`' files into `directory` together (all written, then renamed)."""
-    write_files_atomic(directory, files)
