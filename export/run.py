@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--precision",
         choices=("int8", "fp32"),
         default="int8",
-        help="LSTM weights as served: int8 (dynamic quantization, gated) or fp32",
+        help="LSTM as served: int8 weights and a float16 embedding table (gated), or all fp32",
     )
     args = parser.parse_args(argv)
     if args.skip_export and not args.upload:

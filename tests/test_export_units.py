@@ -24,7 +24,13 @@ from export.parity import (
     measure_parity,
     singles_by_length,
 )
-from export.quantize import MAX_WEIGHT, check_weight_range, quantize
+from export.quantize import (
+    MAX_WEIGHT,
+    MIN_FLOAT16_TABLE,
+    check_weight_range,
+    quantize,
+    tables_in_float16,
+)
 from export.reference import Reference, ReferenceError
 from lambda_handler.files import sha256_file
 from lambda_handler.manifest import REQUIRED_FILES
@@ -202,6 +208,118 @@ def test_shipped_int8_model_keeps_to_seven_bits() -> None:
     if manifest["served"].get("lstm_precision") != "int8":
         pytest.skip("the shipped LSTM is not quantized")
     check_weight_range(onnx.load(shipped / "model.onnx").graph)
+
+
+def embedding_model(rows: int = MIN_FLOAT16_TABLE // 8, scale: float = 1.0) -> onnx.ModelProto:
+    """`tokens [batch, time]` → two lookups in one `[rows, 8]` table → `probabilities`: the
+    shape of the BiLSTM's graph, which looks its table up for each direction."""
+    table = np.random.default_rng(1).normal(scale=scale, size=(rows, 8)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["table", "tokens"], ["forward"], name="lookup_forward"),
+        helper.make_node("Neg", ["tokens"], ["reversed"]),  # any index computation
+        helper.make_node("Abs", ["reversed"], ["backward_ids"]),
+        helper.make_node("Gather", ["table", "backward_ids"], ["backward"], name="lookup_back"),
+        helper.make_node("Add", ["forward", "backward"], ["both"]),
+        helper.make_node("ReduceMean", ["both"], ["probabilities"], axes=[1], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "embedding",
+        [helper.make_tensor_value_info("tokens", TensorProto.INT32, ["batch", "time"])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 8])],
+        initializer=[numpy_helper.from_array(table, "table")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def run_model(model: onnx.ModelProto, tokens: np.ndarray) -> np.ndarray:
+    return onnx_predictor(onnx_session(model.SerializeToString()))(tokens)
+
+
+def test_the_embedding_table_is_stored_in_float16_and_looked_up_as_float32() -> None:
+    model = embedding_model()
+    table = numpy_helper.to_array(model.graph.initializer[0])
+    tokens = np.array([[0, 5, 9], [3, 3, 1000]], dtype=np.int32)
+    assert tables_in_float16(model.graph) == ["table"]
+    onnx.checker.check_model(model, full_check=True)
+    [stored] = model.graph.initializer
+    assert stored.data_type == TensorProto.FLOAT16
+    assert np.array_equal(numpy_helper.to_array(stored), table.astype(np.float16))
+    assert [node.op_type for node in model.graph.node].count("Cast") == 2
+    rounded = table.astype(np.float16).astype(np.float32)
+    expected = (rounded[tokens] + rounded[np.abs(-tokens)]).mean(axis=1)
+    scores = run_model(model, tokens)
+    assert scores.dtype == np.float32
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    assert not np.array_equal(rounded, table)  # the test would pass unrounded otherwise
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["small", "too-large-values", "nan", "other-reader", "index-too", "in-subgraph", "graph-input"],
+)
+def test_tables_float16_cannot_serve_exactly_as_meant_stay_float32(change: str) -> None:
+    model = embedding_model(rows=4 if change == "small" else MIN_FLOAT16_TABLE // 8)
+    graph = model.graph
+    table = numpy_helper.to_array(graph.initializer[0]).copy()
+    if change in ("too-large-values", "nan"):
+        table[3, 2] = 70_000.0 if change == "too-large-values" else np.nan
+        graph.initializer[0].CopyFrom(numpy_helper.from_array(table, "table"))
+    elif change == "other-reader":
+        graph.node.append(helper.make_node("Shape", ["table"], ["table_shape"]))
+    elif change == "index-too":
+        graph.node.append(helper.make_node("Gather", ["tokens", "table"], ["odd"]))
+    elif change == "in-subgraph":
+        body = helper.make_graph(
+            [helper.make_node("Identity", ["table"], ["inner"])], "body", [], []
+        )
+        graph.node.append(helper.make_node("If", ["flag"], [], then_branch=body, else_branch=body))
+    else:
+        graph.input.append(helper.make_tensor_value_info("table", TensorProto.FLOAT, None))
+    before = model.SerializeToString()
+    assert tables_in_float16(graph) == []
+    assert model.SerializeToString() == before
+
+
+def test_quantize_ships_int8_lstm_weights_and_a_float16_embedding() -> None:
+    """The export's int8 graph is both steps: `DynamicQuantizeLSTM` and the float16 table."""
+    model = toy_model()
+    lookup = embedding_model().graph
+    model.graph.initializer.extend(lookup.initializer)
+    gather = helper.make_node("Gather", ["table", "tokens"], ["embedded"])
+    pooled = helper.make_node("ReduceMax", ["embedded"], ["pooled"], axes=[1, 2], keepdims=0)
+    model.graph.node.insert(0, gather)
+    model.graph.node.insert(1, pooled)
+    model.graph.node[-1].input[0] = "offset"
+    model.graph.node.insert(
+        len(model.graph.node) - 1, helper.make_node("Add", ["logits", "pooled"], ["offset"])
+    )
+    onnx.checker.check_model(model, full_check=True)
+    int8 = onnx.load_from_string(quantize(model.SerializeToString()))
+    onnx.checker.check_model(int8, full_check=True)
+    op_types = [node.op_type for node in int8.graph.node]
+    assert "DynamicQuantizeLSTM" in op_types and "Cast" in op_types
+    [table] = [t for t in int8.graph.initializer if t.name == "table"]
+    assert table.data_type == TensorProto.FLOAT16
+    tokens = np.array([[1, 2, 3]], dtype=np.int32)
+    fp32, served = run_model(model, tokens), run_model(int8, tokens)
+    assert served.shape == fp32.shape == (1, HIDDEN)
+    np.testing.assert_allclose(served, fp32, atol=0.05)
+
+
+def test_shipped_int8_model_stores_its_embedding_in_float16() -> None:
+    shipped = Path(__file__).resolve().parents[1] / "lambda_handler" / "model"
+    manifest = json.loads((shipped / "manifest.json").read_text(encoding="utf-8"))
+    if manifest["served"].get("lstm_precision") != "int8":
+        pytest.skip("the shipped LSTM is not quantized")
+    graph = onnx.load(shipped / "model.onnx").graph
+    looked_up = {node.input[0] for node in graph.node if node.op_type == "Gather"}
+    tables = [
+        t for t in graph.initializer if t.name in looked_up and np.prod(t.dims) >= MIN_FLOAT16_TABLE
+    ]
+    assert [t.data_type for t in tables] == [TensorProto.FLOAT16]
 
 
 def test_length_batches_sort_and_pre_pad_each_batch_to_its_longest() -> None:
