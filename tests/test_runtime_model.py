@@ -215,6 +215,10 @@ def test_choose_applies_thresholds_top_label_sorting_and_top_k(classifier):
     # a score exactly at the threshold passes
     exact = np.array([0.5, 0.0, 0.0, 0.0, 0.0, 0.9], dtype=np.float32)
     assert classifier.choose(exact, 6).tolist() == [5, 0]
+    # equal scores keep label order, the top label's too
+    tied = np.array([0.3, 0.7, 0.2, 0.7, 0.7, 0.3], dtype=np.float32)
+    assert classifier.choose(tied, 6, threshold=0.3).tolist() == [1, 3, 4, 0, 5]
+    assert classifier.choose(tied, 6, threshold=0.9).tolist() == [1]
 
 
 def test_session_threads_default_to_one_and_follow_ort_num_threads(serving_model_dir):

@@ -104,3 +104,29 @@ def test_english_stopwords_fall_back_to_the_shipped_copy(monkeypatch):
 def test_normalize_fast_path_equals_the_unicode_path(value):
     slow = "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
     assert text.normalize(value) == slow.lower()
+
+
+# Text made of the characters where a tokenizer can go wrong: hyphen runs at either end, digits,
+# upper case (not a token character: `words` lower-cases first), other ASCII, whitespace, and
+# non-ASCII letters, dashes and a combining accent.
+TRICKY = st.text(
+    alphabet=st.sampled_from("ab9Z-- _.\n\t\x0b\r\x1c\x85é\u2013ß\u0301\u2028"), max_size=40
+)
+
+
+@given(st.one_of(TRICKY, st.text(max_size=80)))
+def test_tokens_are_what_the_documented_pattern_finds(value):
+    assert text.tokens(value) == text._TOKEN.findall(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("state-of-the-art", ["state-of-the-art"]),
+        ("-a--b- c---d -", ["a", "b", "c", "d"]),
+        ("x-ray\u2013based naïve Über", ["x-ray", "based", "na", "ve", "ber"]),
+        ("", []),
+    ],
+)
+def test_tokens_split_at_everything_but_letters_digits_and_inner_hyphens(value, expected):
+    assert text.tokens(value) == text._TOKEN.findall(value) == expected
