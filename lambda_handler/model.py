@@ -183,8 +183,11 @@ class Classifier:
         """Label indices for one paper: score ≥ threshold, best first, top one always, ≤ top_k."""
         limit = self.thresholds if threshold is None else threshold
         keep = scores >= limit
-        keep[scores.argmax()] = True
-        chosen = np.flatnonzero(keep)  # sorting only these, ties by index, is 40% faster
+        top = scores.argmax()
+        if np.isnan(scores[top]):  # argmax finds a NaN first; the best number comes first
+            top = np.argsort(-scores, kind="stable")[0]
+        keep[top] = True
+        chosen = np.flatnonzero(keep)  # sorting only these (ties by index) takes 40% less time
         return chosen[np.argsort(-scores[chosen], kind="stable")][:top_k]
 
     def is_low_confidence(self, scores: np.ndarray) -> bool:

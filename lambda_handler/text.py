@@ -75,7 +75,7 @@ def normalize(text: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """`_TOKEN.findall(text)`, in half the time (13.7 against 25.9 µs for an abstract,
-    2026-12-07): runs of letters and digits, joined by single hyphens."""
+    2026-12-07): runs of lower-case ASCII letters and digits, joined by single hyphens."""
     spaced = text.encode("ascii", "replace").translate(_TO_SPACE)
     if b"-" in spaced:
         # A hyphen joins only a letter or digit to another: every other hyphen separates. Once

@@ -258,7 +258,18 @@ def test_the_embedding_table_is_stored_in_float16_and_looked_up_as_float32() -> 
 
 @pytest.mark.parametrize(
     "change",
-    ["small", "too-large-values", "nan", "other-reader", "index-too", "in-subgraph", "graph-input"],
+    [
+        "small",
+        "too-large-values",
+        "nan",
+        "other-reader",
+        "index-too",
+        "in-subgraph",
+        "graph-input",
+        "graph-output",
+        "tensor-name-taken",
+        "node-name-taken",
+    ],
 )
 def test_tables_float16_cannot_serve_exactly_as_meant_stay_float32(change: str) -> None:
     model = embedding_model(rows=4 if change == "small" else MIN_FLOAT16_TABLE // 8)
@@ -276,8 +287,16 @@ def test_tables_float16_cannot_serve_exactly_as_meant_stay_float32(change: str) 
             [helper.make_node("Identity", ["table"], ["inner"])], "body", [], []
         )
         graph.node.append(helper.make_node("If", ["flag"], [], then_branch=body, else_branch=body))
-    else:
+    elif change == "graph-input":
         graph.input.append(helper.make_tensor_value_info("table", TensorProto.FLOAT, None))
+    elif change == "graph-output":
+        graph.output.append(helper.make_tensor_value_info("table", TensorProto.FLOAT, None))
+    elif change == "tensor-name-taken":
+        graph.node.append(helper.make_node("Neg", ["forward"], ["forward/float16"]))
+    else:
+        graph.node.append(
+            helper.make_node("Neg", ["forward"], ["negated"], name="forward/to_float32")
+        )
     before = model.SerializeToString()
     assert tables_in_float16(graph) == []
     assert model.SerializeToString() == before

@@ -216,9 +216,17 @@ def test_choose_applies_thresholds_top_label_sorting_and_top_k(classifier):
     exact = np.array([0.5, 0.0, 0.0, 0.0, 0.0, 0.9], dtype=np.float32)
     assert classifier.choose(exact, 6).tolist() == [5, 0]
     # equal scores keep label order, the top label's too
-    tied = np.array([0.3, 0.7, 0.2, 0.7, 0.7, 0.3], dtype=np.float32)
-    assert classifier.choose(tied, 6, threshold=0.3).tolist() == [1, 3, 4, 0, 5]
-    assert classifier.choose(tied, 6, threshold=0.9).tolist() == [1]
+    tied = np.array([0.5] * 4 + [0.7] * 4 + [0.5] * 4 + [0.7] * 4 + [0.1], dtype=np.float32)
+    assert classifier.choose(tied, 20, threshold=0.5).tolist() == [
+        *range(4, 8),
+        *range(12, 16),
+        *range(4),
+        *range(8, 12),
+    ]
+    assert classifier.choose(tied, 20, threshold=0.9).tolist() == [4]
+    # a NaN score is never chosen in place of the best number
+    assert classifier.choose(np.array([0.2, np.nan, 0.9, 0.1]), 4, threshold=0.5).tolist() == [2]
+    assert classifier.choose(np.array([np.nan, 0.4, 0.9]), 3, threshold=0.95).tolist() == [2]
 
 
 def test_session_threads_default_to_one_and_follow_ort_num_threads(serving_model_dir):

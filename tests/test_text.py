@@ -4,7 +4,7 @@ import json
 import unicodedata
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lambda_handler import text
@@ -110,10 +110,11 @@ def test_normalize_fast_path_equals_the_unicode_path(value):
 # upper case (not a token character: `words` lower-cases first), other ASCII, whitespace, and
 # non-ASCII letters, dashes and a combining accent.
 TRICKY = st.text(
-    alphabet=st.sampled_from("ab9Z-- _.\n\t\x0b\r\x1c\x85é\u2013ß\u0301\u2028"), max_size=40
+    alphabet=st.sampled_from("aab9Z---- _.\n\t\x0b\r\x1c\x85é\u2013ß\u0301\u2028"), max_size=40
 )
 
 
+@settings(max_examples=2000)
 @given(st.one_of(TRICKY, st.text(max_size=80)))
 def test_tokens_are_what_the_documented_pattern_finds(value):
     assert text.tokens(value) == text._TOKEN.findall(value)
