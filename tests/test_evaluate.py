@@ -191,3 +191,22 @@ def test_the_report_says_why_it_has_no_scores_by_period():
     assert not any("period" in line for line in report.breakdown_section(breakdown))
     lines = report.breakdown_section(breakdown, unparsable_dates=300)
     assert any(line.startswith("No scores by period") and "300" in line for line in lines)
+
+
+def test_archives_are_listed_by_papers_then_name_whatever_the_hash_seed():
+    """Archives with as many papers came in set order, which each process's hash seed changes
+    (two runs of the same model listed nucl-ex, hep-lat and hep-ex in different orders)."""
+    primaries = ["q-fin.ST", "nucl-ex", "hep-lat", "cs.LG", "hep-ex", "astro-ph.GA", "cs.CV"]
+    n = len(primaries)
+    targets = np.ones((n, 1), np.float32)
+    breakdown = by_field_and_time(
+        targets, targets, targets >= 0.5, ["x"], primaries, [None] * n, np.zeros(n)
+    )
+    assert list(breakdown["by_archive"]) == [
+        "cs",
+        "astro-ph",
+        "hep-ex",
+        "hep-lat",
+        "nucl-ex",
+        "q-fin",
+    ]

@@ -107,7 +107,8 @@ def by_field_and_time(
     }
     top_label = probabilities.argmax(axis=1)
     wrong = targets[np.arange(len(targets)), top_label] == 0
-    for name in sorted(set(archives), key=lambda a: -(archives == a).sum()):
+    # Most papers first, ties by name: a set's order changes with each process's hash seed.
+    for name in sorted(set(archives), key=lambda a: (-(archives == a).sum(), a)):
         rows = archives == name
         scores = subset_scores(targets, probabilities, predicted, rows)
         scores["oov_rate"] = float(oov_rates[rows].mean())
