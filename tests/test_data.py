@@ -349,3 +349,14 @@ def test_an_unreadable_file_says_permission_denied(tmp_path, monkeypatch):
     monkeypatch.setattr(train.data.pd, "read_csv", denied)
     with pytest.raises(DataError, match=r"a\.csv: permission denied$"):
         prepare(path, seed=1, min_label_count=1)
+
+
+def test_a_file_named_twice_is_read_once_and_named_by_its_file_name(tmp_path):
+    """Library callers get the CLI's rule: one read per file, however it is spelled."""
+    rows = [("Deep Nets", "first abstract", "['cs.LG']"), ("Other", "second", "['cs.CV']")]
+    path = write_rows(tmp_path / "a.csv", ["titles", "summaries", "terms"], rows)
+    (tmp_path / "sub").mkdir()
+    papers, counts, _, loads = load_files([path, tmp_path / "sub" / ".." / "a.csv", path])
+    assert list(loads) == [str(path)]
+    assert counts["rows_read"] == 2 and counts["duplicates_merged"] == 0
+    assert {paper.source for paper in papers} == {"a.csv"}

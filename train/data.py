@@ -14,10 +14,12 @@ import csv
 import gzip
 import itertools
 import lzma
+import os
 import re
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -210,12 +212,26 @@ def load_papers(
     return papers, counts, dropped
 
 
+def distinct_files(paths: Iterable[Path]) -> list[Path]:
+    """Each file once, as first spelled: `a.csv` and `./x/../a.csv` are read (and listed) once."""
+    seen: set[str] = set()
+    kept = []
+    for path in paths:
+        real = os.path.realpath(path)  # never raises (a symlink loop stays for read_csv to name)
+        if real not in seen:
+            seen.add(real)
+            kept.append(path)
+    return kept
+
+
 def load_files(
     paths: list[Path],
 ) -> tuple[list[Paper], dict[str, int], Counter[str], dict[str, FileLoad]]:
-    """Read every file, then deduplicate across them (the first file's copy of a paper wins).
+    """Read every file once (`distinct_files`), then deduplicate papers across them (the first
+    file's copy of a paper wins).
 
     Papers name their file by its name, or by its path where two files share a name."""
+    paths = distinct_files(paths)
     names = Counter(path.name for path in paths)
     sources = {str(path): path.name if names[path.name] == 1 else str(path) for path in paths}
     loads = {key: read_papers(Path(key), source) for key, source in sources.items()}

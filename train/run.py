@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -102,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def resolve_data(args: argparse.Namespace) -> list[Path]:
     """The data files: --data, then $ARXIV_DATA, then data/arxiv_data.csv, then a download."""
-    from train.data import DataError
+    from train.data import DataError, distinct_files
     from train.download import KAGGLE_MIRROR_SHA256, KAGGLE_MIRROR_SIZE, KAGGLE_MIRROR_URL, download
 
     if args.data:
@@ -125,18 +124,6 @@ def resolve_data(args: argparse.Namespace) -> list[Path]:
             check=check_kaggle_header,
         )
     ]
-
-
-def distinct_files(paths: Iterable[Path]) -> list[Path]:
-    """Each file once, as first spelled: `a.csv` and `./x/../a.csv` are read (and listed) once."""
-    seen: set[str] = set()
-    kept = []
-    for path in paths:
-        real = os.path.realpath(path)  # never raises (a symlink loop stays for read_csv to name)
-        if real not in seen:
-            seen.add(real)
-            kept.append(path)
-    return kept
 
 
 def check_kaggle_header(path: Path) -> None:
