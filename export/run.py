@@ -24,7 +24,7 @@ from export.artifacts import load_artifacts
 from export.graph import MIN_OPSET
 from export.parity import BATCH_SIZE
 from export.reference import REFERENCE_FILE
-from export.upload import check_destination, parse_s3_uri, upload_model_dir
+from export.upload import check_destination, parse_s3_uri, s3_client, upload_model_dir
 from lambda_handler.signals import interrupt_on_signals
 
 logger = logging.getLogger("export")
@@ -90,12 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("export").setLevel(logging.INFO)  # the libraries' INFO lines stay quiet
     try:
         location = parse_s3_uri(args.upload) if args.upload else None
+        client = None  # one S3 client for the check before the export and the upload after it
         if not args.skip_export:
             if location is not None:
-                check_destination(location, replace=args.replace)
+                client = s3_client()
+                check_destination(location, client, replace=args.replace)
             run_export(args)
         if location is not None:
-            keys = upload_model_dir(args.out, location, replace=args.replace)
+            keys = upload_model_dir(args.out, location, client, replace=args.replace)
             logger.info("uploaded %d files to %s, manifest last", len(keys), location)
     except ExportError as error:
         print(f"export: error: {error}", file=sys.stderr)

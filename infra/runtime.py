@@ -62,8 +62,8 @@ def missing_reason() -> str:
     if given:
         return f"{ENV_VAR}={given} is not a working CPython {version}"
     return (
-        f"no CPython {version}: set {ENV_VAR} to one (.ci/run uses pyenv's "
-        f"$(pyenv root)/versions/3.13.0/bin/python) or put python{version} on PATH"
+        f"no CPython {version}: set {ENV_VAR} to one, put python{version} on PATH or install "
+        f"{version} with pyenv"
     )
 
 

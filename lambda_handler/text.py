@@ -149,7 +149,7 @@ class Tokenizer:
 
     def ids(self, tokens: Iterable[str]) -> list[int]:
         """Vocabulary ids of `tokens`, truncated to the first `max_length`."""
-        return list(map(self._ids.get, islice(tokens, self.max_length), repeat(OOV_ID)))
+        return self.all_ids(islice(tokens, self.max_length))
 
     def all_ids(self, tokens: Iterable[str]) -> list[int]:
         """Vocabulary ids of all `tokens`, untruncated (`ids` is their first `max_length`)."""
