@@ -213,10 +213,10 @@ def test_model_options_reach_the_lstm_config():
     pipeline = pytest.importorskip("train.pipeline")
     from train.run import parse_args
 
-    args = ["--units", "64", "--learning-rate", "0.0025", "--dropout", "0.3"]
+    args = ["--units", "80", "--learning-rate", "0.0025", "--dropout", "0.3"]
     config = pipeline.Settings.from_args(parse_args([*args, "--spatial-dropout", "0.2"])).lstm
     assert (config.units, config.learning_rate, config.dropout, config.spatial_dropout) == (
-        64, 0.0025, 0.3, 0.2,
+        80, 0.0025, 0.3, 0.2,
     )  # fmt: skip
     assert pipeline.Settings.from_args(parse_args([])).lstm == pipeline.lstm.LSTMConfig()
     sigmoid = pipeline.Settings.from_args(parse_args(["--lstm-output", "sigmoid"])).lstm
