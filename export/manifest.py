@@ -20,6 +20,7 @@ from lambda_handler.manifest import (
     Manifest,
     ModelError,
     read_model_dir,
+    with_checksum,
 )
 
 MODEL_NAME = "arxiv-classifier"
@@ -64,24 +65,26 @@ def build_manifest(
     versions: dict[str, str],
 ) -> dict[str, object]:
     """The manifest of a directory holding `REQUIRED_FILES` and any `OPTIONAL_FILES` (hashed
-    here, from disk)."""
+    here, from disk), with its own checksum."""
     present = [name for name in OPTIONAL_FILES if (directory / name).is_file()]
     files = {name: file_entry(directory / name) for name in (*REQUIRED_FILES, *present)}
-    return {
-        "format_version": FORMAT_VERSION,
-        "model": {
-            "name": MODEL_NAME,
-            "version": model_version(created, files[MODEL_FILE]["sha256"]),
-        },
-        "created": utc_timestamp(created),
-        "files": files,
-        "io": {"input": INPUT_NAME, "output": OUTPUT_NAME, "opset": opset},
-        "training_data": training_data,
-        "served": served,
-        "metrics": metrics,
-        "gates": gates,
-        "versions": versions,
-    }
+    return with_checksum(
+        {
+            "format_version": FORMAT_VERSION,
+            "model": {
+                "name": MODEL_NAME,
+                "version": model_version(created, files[MODEL_FILE]["sha256"]),
+            },
+            "created": utc_timestamp(created),
+            "files": files,
+            "io": {"input": INPUT_NAME, "output": OUTPUT_NAME, "opset": opset},
+            "training_data": training_data,
+            "served": served,
+            "metrics": metrics,
+            "gates": gates,
+            "versions": versions,
+        }
+    )
 
 
 def verify_model_dir(directory: Path) -> Manifest:

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lambda_handler.api import utf8_json
+from lambda_handler.api import ApiError, utf8_json
 from lambda_handler.bulk import (
     ABSTRACT_FIELDS,
     TITLE_FIELDS,
@@ -126,7 +126,11 @@ def _jsonl_papers(text: str) -> Iterator[Paper]:
         if not isinstance(record, dict):
             yield Paper(str(number), where, {"invalid": "not a JSON object"})
             continue
-        fields = paper_fields(record)
+        try:
+            fields = paper_fields(record)
+        except ApiError as error:
+            yield Paper(str(number), where, {"invalid": error.message})
+            continue
         paper_id = record.get("id")
         yield Paper(
             str(paper_id) if paper_id is not None else str(number),

@@ -153,14 +153,23 @@ def read_json(request: Request) -> object:
     """The request's JSON body, checked for content type, size, base64 and syntax."""
     if request.source == "direct":
         return request.payload
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.split(";", 1)[0].strip().lower()
+    media_type, *parameters = request.headers.get("content-type", "").split(";")
+    media_type = media_type.strip().lower()
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
         raise ApiError(
             415,
             "unsupported_media_type",
-            f"content type {media_type!r} is not supported; send application/json",
+            f"content type {media_type[:100]!r} is not supported; send application/json",
         )
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"charset {charset[:40]!r} is not supported; send UTF-8 JSON",
+            )
     body = request.body
     if not body:
         raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
@@ -231,7 +240,8 @@ def _json_problem(error: BaseException) -> str:
     if isinstance(error, RecursionError):
         return "nested too deeply"
     if isinstance(error, json.JSONDecodeError):
-        return f"{error.msg} at line {error.lineno} column {error.colno}"
+        # Some messages end in " at" already ("Invalid control character at").
+        return f"{error.msg.removesuffix(' at')} at line {error.lineno} column {error.colno}"
     return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
 

@@ -136,12 +136,20 @@ def field_count_problem(row: Mapping[object, object], header_fields: int) -> str
 
 def paper_fields(record: Mapping[object, object]) -> dict[str, object]:
     """A record's `title` and `abstract`, from the first non-null of their field names, in any
-    case (`Abstract`, `summaries`); None when absent."""
-    by_name = {
-        key.strip().lower(): value
-        for key, value in record.items()
-        if isinstance(key, str) and value is not None
-    }
+    case (`Abstract`, `summaries`); None when absent. ApiError when two of its fields spell
+    the same name (`abstract` and `ABSTRACT`): which one was meant cannot be told."""
+    by_name: dict[str, object] = {}
+    for key, value in record.items():
+        if not isinstance(key, str) or value is None:
+            continue
+        name = key.strip().lower()
+        if name in by_name and name in (*TITLE_FIELDS, *ABSTRACT_FIELDS):
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"the record has two {name!r} fields that differ only in case or spaces; send one",
+            )
+        by_name[name] = value
     return {
         name: next((by_name[field] for field in aliases if field in by_name), None)
         for name, aliases in (("title", TITLE_FIELDS), ("abstract", ABSTRACT_FIELDS))

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 2  # 2: the served system is an LSTM, a TF-IDF baseline and a combiner
+# 2: the served system is an LSTM, a TF-IDF baseline and a combiner; 3: the manifest carries
+# its own checksum, so that a changed byte in it is refused like one in any file it lists.
+FORMAT_VERSION = 3
+CHECKSUM_KEY = "manifest_sha256"
+LSTM_PRECISIONS = ("int8", "fp32")
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 LABELS_FILE = "labels.json"
@@ -89,6 +93,16 @@ class Manifest:
                 f"manifest.json format_version is {version!r}; this function reads only "
                 f"format_version {FORMAT_VERSION}"
             )
+        checksum = data.pop(CHECKSUM_KEY, None)
+        try:
+            expected = content_sha256(data)
+        except (ValueError, RecursionError):  # nested too deep to serialise again
+            expected = None
+        if expected is None or checksum != expected:
+            raise ModelError(
+                f"manifest.json does not match its own {CHECKSUM_KEY}: the file is corrupt or "
+                "was changed"
+            )
         model, io, files = data.get("model"), data.get("io"), data.get("files")
         if not isinstance(model, dict) or not all(
             isinstance(model.get(key), str) and model.get(key) for key in ("name", "version")
@@ -109,6 +123,12 @@ class Manifest:
             isinstance(key, str) and isinstance(value, str) for key, value in served.items()
         ):
             raise ModelError("manifest.json served must map names to strings")
+        precision = served.get("lstm_precision", LSTM_PRECISIONS[0])
+        if precision not in LSTM_PRECISIONS:
+            raise ModelError(
+                f"manifest.json served.lstm_precision is {precision!r}; expected one of "
+                f"{', '.join(LSTM_PRECISIONS)}"
+            )
         return cls(
             name=model["name"],
             version=model["version"],
@@ -117,6 +137,18 @@ class Manifest:
             output_name=io["output"],
             served=served,
         )
+
+
+def content_sha256(document: Mapping[str, object]) -> str:
+    """Hex sha256 of `document` as canonical JSON (sorted keys, no spaces, ASCII): the same for
+    every serialisation of the same content, so a manifest's checksum survives re-indenting."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def with_checksum(document: Mapping[str, object]) -> dict[str, object]:
+    """`document` (a manifest without its checksum) with `CHECKSUM_KEY` added, as written."""
+    return {**document, CHECKSUM_KEY: content_sha256(document)}
 
 
 def _file_entry(name: object, spec: object) -> FileEntry:

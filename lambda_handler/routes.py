@@ -87,8 +87,6 @@ class Router:
             return Response(204, headers={"Allow": ", ".join(allowed)}), 0
         if method == "GET" and path in pages.ROUTES:
             return pages.ROUTES[path](), 0
-        if self.classifier is None:
-            return (self._health if path == "/health" else self._unavailable), 0
         if allowed is None:
             raise ApiError(404, "not_found", f"no route for {path[:200]}; try POST /classify")
         if method not in allowed:
@@ -98,6 +96,8 @@ class Router:
                 f"{method[:20]} is not allowed on {path}; use {allowed[0]}",
                 {"Allow": ", ".join(allowed)},
             )
+        if self.classifier is None:
+            return (self._health if path == "/health" else self._unavailable), 0
         if path == "/classify":
             if request.has_query:
                 raise ApiError(
@@ -122,7 +122,8 @@ class Router:
                     400,
                     "no_content_words",
                     f"{where} has no content words after tokenization (only stopwords, "
-                    "numbers or punctuation); there is nothing to classify",
+                    "numbers, punctuation or letters outside the Latin alphabet; the model "
+                    "reads English); there is nothing to classify",
                 )
             papers.append(encoded)
         scores = classifier.predict(papers)

@@ -111,7 +111,7 @@ def parse_document(fields: dict, where: str) -> Document:
 def _refuse_unknown(fields: dict, allowed: frozenset[str], where: str) -> None:
     unknown = sorted(str(name) for name in fields if name not in allowed)
     if unknown:
-        listed = ", ".join(repr(name) for name in unknown[:5])
+        listed = ", ".join(repr(name[:50]) for name in unknown[:5])
         expected = ", ".join(sorted(allowed))
         place = f" in {where.rstrip('.')}" if where else ""
         raise ApiError(

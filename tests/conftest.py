@@ -23,6 +23,7 @@ import pytest
 
 from lambda_handler.combiner import Combiner
 from lambda_handler.files import sha256_file, write_bytes_atomic, write_json_atomic
+from lambda_handler.manifest import FORMAT_VERSION, with_checksum
 from lambda_handler.text import Tokenizer, pad, shipped_stopwords, words
 from lambda_handler.tfidf import TfidfScorer, ngrams
 
@@ -282,7 +283,7 @@ def write_serving_manifest(directory: Path, **overrides: object) -> dict:
         if (directory / name).exists()
     }
     manifest = {
-        "format_version": 2,
+        "format_version": FORMAT_VERSION,
         "model": {"name": SERVING_MODEL_NAME, "version": SERVING_MODEL_VERSION},
         "created": "2026-11-25T20:00:00Z",
         "files": files,
@@ -290,6 +291,7 @@ def write_serving_manifest(directory: Path, **overrides: object) -> dict:
         "served": SERVING_SERVED,
         **overrides,
     }
+    manifest = with_checksum(manifest)
     write_json_atomic(directory / "manifest.json", manifest)
     return manifest
 

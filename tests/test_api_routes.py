@@ -169,11 +169,18 @@ def test_json_content_types_and_case_insensitive_headers(serving_service, fmt):
         {"Content-Type": "application/json; charset=utf-8"},
         {"CONTENT-TYPE": "Application/JSON"},
         {"content-type": "application/vnd.api+json"},
+        {"Content-Type": 'application/json; charset="UTF-8"'},
     ):
         status, _, _ = call(serving_service, fmt, body=body, headers=headers)
         assert status == 200, headers
     status, data, _ = call(serving_service, fmt, body=body, headers={"cOnTeNt-TyPe": "text/plain"})
     assert (status, data["error"]) == (415, "unsupported_media_type")
+    # The body is read as UTF-8 only: another declared charset is refused, not misread.
+    for charset in ("iso-8859-1", "utf-16"):
+        headers = {"Content-Type": f"application/json; charset={charset}"}
+        status, data, _ = call(serving_service, fmt, body=body, headers=headers)
+        assert (status, data["error"]) == (415, "unsupported_media_type")
+        assert f"charset '{charset}' is not supported" in data["message"]
 
 
 @FORMATS
@@ -303,6 +310,11 @@ BAD_BODIES = [
     ({"abstract": ""}, 400, "empty_abstract", "abstract is empty"),
     ({"abstract": " \n\t\u00a0 "}, 400, "empty_abstract", "abstract is empty"),
     ({"title": "Robots", "abstract": "the of and, 2024!"}, 400, "no_content_words", "no content"),
+    ({"abstract": "нейронная сеть"}, 400, "no_content_words", "outside the Latin alphabet"),
+    ('{"abstract": "neural\x00net"}', 400, "invalid_json",
+     "Invalid control character at line 1 column 21"),
+    ({"abstract": ABSTRACT, "x" * 300_000: 1}, 400, "invalid_request",
+     f"unknown field(s) {'x' * 50!r}; expected"),
     ({"abstract": ABSTRACT, "top_k": True}, 400, "invalid_top_k", "from 1 to 6"),
     ({"abstract": ABSTRACT, "top_k": 0}, 400, "invalid_top_k", "integer"),
     ({"abstract": ABSTRACT, "top_k": 7}, 400, "invalid_top_k", "integer"),
@@ -458,8 +470,7 @@ def broken_service(tmp_path_factory) -> Service:
 @pytest.mark.parametrize("fmt", ["v1", "v2", "direct"])
 def test_every_request_gets_503_when_the_model_is_unavailable(broken_service, fmt):
     requests = [("POST", "/classify", {"abstract": ABSTRACT}), ("GET", "/labels", None),
-                ("GET", "/health", None), ("POST", "/classify", "{bad json"),
-                ("GET", "/nowhere", None)]  # fmt: skip
+                ("GET", "/health", None), ("POST", "/classify", "{bad json")]  # fmt: skip
     for method, path, body in requests if fmt != "direct" else requests[:1]:
         status, data, _ = call(broken_service, fmt, method, path, body)
         assert status == 503
@@ -468,6 +479,9 @@ def test_every_request_gets_503_when_the_model_is_unavailable(broken_service, fm
     if fmt != "direct":
         assert call(broken_service, fmt, "GET", "/health")[1]["status"] == "unavailable"
         assert call(broken_service, fmt, "OPTIONS", "/classify", headers={})[0] == 204
+        # Routing does not depend on the model: a wrong route or method is still the caller's.
+        assert call(broken_service, fmt, "GET", "/nowhere")[1]["error"] == "not_found"
+        assert call(broken_service, fmt, "POST", "/labels")[1]["error"] == "method_not_allowed"
 
 
 @FORMATS

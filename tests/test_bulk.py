@@ -475,3 +475,12 @@ def test_an_integer_id_longer_than_the_limit_fails_its_record():
 
     assert record_id({"id": 10**255}) == 10**255 and record_id({"id": 10**256}) is None
     assert record_id({"id": True}) is None and record_id({"id": 2.5}) is None
+
+
+def test_a_record_with_two_spellings_of_one_field_fails_its_record_only(serving_service: Service):
+    # Which of the two was meant cannot be told: never a silent pick.
+    record = {"abstract": TOPICS["cs.CL"], "ABSTRACT": TOPICS["cs.CV"]}
+    answers = serving_service.handle(batch(record, PAPERS[0]), None)["results"]
+    assert answers[0]["error"] == "invalid_request"
+    assert "two 'abstract' fields that differ only in case" in answers[0]["message"]
+    assert "error" not in answers[1]

@@ -32,6 +32,7 @@ from export.reference import REFERENCE_FILE, REFERENCE_PAPERS, Reference
 from export.run import main
 from lambda_handler.combiner import Combiner
 from lambda_handler.files import sha256_file
+from lambda_handler.manifest import FORMAT_VERSION
 from lambda_handler.model import Classifier
 from lambda_handler.text import Tokenizer, english_stopwords, pad, words
 from lambda_handler.tfidf import TfidfScorer, ngrams
@@ -296,7 +297,7 @@ def test_manifest_records_files_run_and_toolchain(exported: Path) -> None:
         name: {"sha256": sha256_file(exported / name), "bytes": (exported / name).stat().st_size}
         for name in OUT_FILES - {"manifest.json"}
     }
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["files"] == files
     created = datetime.strptime(manifest["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert abs((datetime.now(UTC) - created).total_seconds()) < 600

@@ -33,7 +33,7 @@ from export.quantize import (
 )
 from export.reference import Reference, ReferenceError
 from lambda_handler.files import sha256_file
-from lambda_handler.manifest import REQUIRED_FILES
+from lambda_handler.manifest import CHECKSUM_KEY, REQUIRED_FILES, with_checksum
 from train.thresholds import predict_sets
 
 HIDDEN = 3
@@ -489,13 +489,21 @@ def remove(directory: Path) -> None:
 
 
 def rewrite_manifest(**changes: object):
-    """Damage that overwrites top-level manifest keys."""
+    """Damage that overwrites top-level manifest keys (and recomputes its checksum)."""
 
     def apply(directory: Path) -> None:
         path = directory / "manifest.json"
-        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+        manifest = {**json.loads(path.read_text()), **changes}
+        del manifest[CHECKSUM_KEY]
+        path.write_text(json.dumps(with_checksum(manifest)))
 
     return apply
+
+
+def rename_model(directory: Path) -> None:
+    """A changed byte in the manifest itself."""
+    path = directory / "manifest.json"
+    path.write_text(path.read_text().replace('"arxiv-classifier"', '"arxiv-classifies"'))
 
 
 @pytest.mark.parametrize(
@@ -503,6 +511,10 @@ def rewrite_manifest(**changes: object):
     [
         (tamper, r"\S+/model: model.onnx sha256 \S+ does not match manifest.json .*"),
         (remove, r"\S+/model: labels.json is missing from the model directory"),
+        (
+            rename_model,
+            r"\S+/model: manifest.json does not match its own manifest_sha256: .*",
+        ),
         (
             rewrite_manifest(format_version=1),
             r"\S+/model: manifest.json format_version is 1; this function reads only .*",
@@ -520,7 +532,15 @@ def rewrite_manifest(**changes: object):
             r"\S+/model: no model: manifest.json is missing from the model directory",
         ),
     ],
-    ids=["tampered", "missing-file", "format-version", "unsafe-name", "no-io", "no-manifest"],
+    ids=[
+        "tampered",
+        "missing-file",
+        "manifest-changed",
+        "format-version",
+        "unsafe-name",
+        "no-io",
+        "no-manifest",
+    ],
 )
 def test_verify_refuses_a_damaged_directory(tmp_path: Path, damage, message: str) -> None:
     write_model_dir(tmp_path / "model")

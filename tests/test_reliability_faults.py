@@ -24,7 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import serving_v1_event, serving_v2_event, write_serving_manifest
+from conftest import (
+    SERVING_MODEL_NAME,
+    serving_v1_event,
+    serving_v2_event,
+    write_serving_manifest,
+)
 from test_export import (
     export_args,
     snapshot,
@@ -71,10 +76,15 @@ def truncate(name: str, remanifest: bool = False, keep: float = 0.5) -> Callable
     return apply
 
 
-def flip_byte(model_dir: Path) -> None:
-    data = bytearray((model_dir / "model.onnx").read_bytes())
-    data[len(data) // 3] ^= 0x40
-    (model_dir / "model.onnx").write_bytes(bytes(data))
+def flip_byte(name: str, at: Callable[[bytes], int] = lambda data: len(data) // 3):
+    """Change one bit of a file's byte `at(data)` (by default a third of the way in)."""
+
+    def apply(model_dir: Path) -> None:
+        data = bytearray((model_dir / name).read_bytes())
+        data[at(bytes(data))] ^= 0x20
+        (model_dir / name).write_bytes(bytes(data))
+
+    return apply
 
 
 BREAKAGES = {
@@ -87,7 +97,11 @@ BREAKAGES = {
         truncate("model.onnx", remanifest=True, keep=0.0),
         "model.onnx cannot be loaded by onnxruntime",
     ),
-    "tampered model.onnx (one byte)": (flip_byte, "model.onnx sha256"),
+    "tampered model.onnx (one byte)": (flip_byte("model.onnx"), "model.onnx sha256"),
+    "tampered manifest.json (one byte)": (
+        flip_byte("manifest.json", at=lambda data: data.index(SERVING_MODEL_NAME.encode())),
+        "manifest.json does not match its own manifest_sha256",
+    ),
     "missing tokenizer.json": (
         lambda model_dir: (model_dir / "tokenizer.json").unlink(),
         "tokenizer.json is missing",

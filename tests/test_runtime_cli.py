@@ -104,6 +104,7 @@ def test_jsonl_gz_file_with_ids_and_bad_lines(capsys, tmp_path, serving_model_di
         "{broken",
         json.dumps({"id": "c", "abstract": "the of and"}),
         json.dumps({"title": "t", "abstract": "robot agents", "labels": ["cs.RO"]}),
+        json.dumps({"abstract": "robot agents", "Abstract ": "image pixels"}),
     ]
     path = tmp_path / "papers.jsonl.gz"
     path.write_bytes(gzip.compress("\n".join(lines).encode()))
@@ -113,9 +114,10 @@ def test_jsonl_gz_file_with_ids_and_bad_lines(capsys, tmp_path, serving_model_di
     assert code == 1
     assert [json.loads(line)["id"] for line in out.splitlines()] == ["a", "5"]
     errors = err.splitlines()
-    assert len(errors) == 2
+    assert len(errors) == 3
     assert errors[0] == "error: line 3: not valid JSON"
     assert errors[1].startswith("error: line 4: abstract has no content words")
+    assert errors[2].startswith("error: line 6: the record has two 'abstract' fields")
 
 
 @pytest.mark.parametrize(

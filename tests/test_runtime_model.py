@@ -29,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lambda_handler import logs
-from lambda_handler.manifest import ModelError
+from lambda_handler.manifest import CHECKSUM_KEY, ModelError, with_checksum
 from lambda_handler.model import Classifier, word_id_table
 from lambda_handler.service import Service
 from lambda_handler.settings import DEFAULT_MODEL_DIR, MAX_THREADS, Settings
@@ -323,6 +323,11 @@ def test_missing_model_directory_answers_no_model(tmp_path, capsys):
     assert "no model: manifest.json is missing" in body["message"]
 
 
+def resealed(manifest: dict) -> dict:
+    """`manifest` (as read, checksum included) with its checksum recomputed."""
+    return with_checksum({k: v for k, v in manifest.items() if k != CHECKSUM_KEY})
+
+
 def rewrite(model_dir: Path, name: str, data: bytes, **manifest_overrides: object) -> None:
     (model_dir / name).write_bytes(data)
     write_serving_manifest(model_dir, **manifest_overrides)
@@ -370,6 +375,8 @@ def test_a_model_without_a_low_confidence_line_answers_without_the_flag(make_ser
         ("manifest_json", "manifest.json is not valid JSON"),
         ("manifest_sha", "sha256 of labels.json is not 64"),
         ("manifest_unlisted", "does not list labels.json"),
+        ("manifest_changed", "manifest.json does not match its own manifest_sha256"),
+        ("manifest_precision", "served.lstm_precision is 'int9'; expected one of int8, fp32"),
     ],
 )
 def test_invalid_model_directories_are_refused_with_a_clear_reason(
@@ -381,7 +388,7 @@ def test_invalid_model_directories_are_refused_with_a_clear_reason(
     manifest = json.loads((model_dir / "manifest.json").read_text())
     if breakage == "size":
         manifest["files"]["labels.json"]["bytes"] += 1
-        (model_dir / "manifest.json").write_text(json.dumps(manifest))
+        (model_dir / "manifest.json").write_text(json.dumps(resealed(manifest)))
     elif breakage == "garbage_onnx":
         rewrite(model_dir, "model.onnx", b"not an onnx model")
     elif breakage == "io_input":
@@ -448,15 +455,20 @@ def test_invalid_model_directories_are_refused_with_a_clear_reason(
         rewrite(model_dir, "tokenizer.json", json.dumps(bigger.to_dict()).encode())
     elif breakage == "unsafe_name":
         manifest["files"]["../escape.txt"] = manifest["files"]["labels.json"]
-        (model_dir / "manifest.json").write_text(json.dumps(manifest))
+        (model_dir / "manifest.json").write_text(json.dumps(resealed(manifest)))
     elif breakage == "manifest_json":
         (model_dir / "manifest.json").write_text("{nope")
     elif breakage == "manifest_sha":
         manifest["files"]["labels.json"]["sha256"] = "ABC"
+        (model_dir / "manifest.json").write_text(json.dumps(resealed(manifest)))
+    elif breakage == "manifest_changed":  # a changed byte in the manifest itself
+        manifest["model"]["version"] = manifest["model"]["version"].replace("2026", "2126")
         (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    elif breakage == "manifest_precision":
+        write_serving_manifest(model_dir, served={**SERVING_SERVED, "lstm_precision": "int9"})
     elif breakage == "manifest_unlisted":
         del manifest["files"]["labels.json"]
-        (model_dir / "manifest.json").write_text(json.dumps(manifest))
+        (model_dir / "manifest.json").write_text(json.dumps(resealed(manifest)))
     with pytest.raises(ModelError) as caught:
         Classifier.load(model_dir)
     assert expected in str(caught.value)
