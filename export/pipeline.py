@@ -37,7 +37,13 @@ from export.quantize import (
     scores_in_order,
 )
 from export.reference import REFERENCE_PAPERS, Reference
-from lambda_handler.files import staged_directory, write_bytes_atomic, write_json_atomic
+from lambda_handler.files import (
+    OutputFolderError,
+    check_replaceable,
+    staged_directory,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from lambda_handler.manifest import LABELS_FILE, MANIFEST_NAME, MODEL_FILE, TOKENIZER_FILE
 from lambda_handler.model import Classifier
 from lambda_handler.text import Tokenizer
@@ -68,14 +74,10 @@ def export_model(
     precision: str = "int8",
 ) -> ExportResult:
     """Convert, check and gate the trained LSTM, then publish the served system at `out`."""
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"output {out} exists and is not a directory")
     try:  # here, not after minutes of conversion and gates, when the model is staged beside it
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ExportError(f"cannot write {out}: {out.parent} is a file") from None
-    except OSError as error:
-        raise ExportError(f"cannot write {out}: {error.strerror}") from None
+        check_replaceable(out, marker=MANIFEST_NAME)
+    except OutputFolderError as error:
+        raise ExportError(str(error)) from None
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     n_labels = len(artifacts.labels)
@@ -145,7 +147,7 @@ def export_model(
         "lstm_precision": precision,
     }
 
-    with staged_directory(out) as staging:
+    with staged_directory(out, marker=MANIFEST_NAME) as staging:
         write_bytes_atomic(staging / MODEL_FILE, served_bytes)
         artifacts.tokenizer.save(staging / TOKENIZER_FILE)
         write_json_atomic(staging / LABELS_FILE, artifacts.label_set.to_document())

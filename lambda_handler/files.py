@@ -64,15 +64,46 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+class OutputFolderError(Exception):
+    """An output folder that cannot be written, or must not be replaced; one line for users."""
+
+
+def check_writable_folder(folder: str | Path) -> None:
+    """Raise OutputFolderError unless `folder` is, or could be made as, a folder that takes new
+    files: checked (without creating anything) before a long run, not found out at its end."""
+    folder = Path(folder).absolute()
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise OutputFolderError(f"cannot write to the folder {folder} ({existing} is a file)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputFolderError(f"cannot write to the folder {folder} ({existing} is read-only)")
+
+
+def check_replaceable(target: str | Path, marker: str) -> None:
+    """Raise OutputFolderError unless `staged_directory` may replace `target` whole: absent,
+    empty, or a previous output of the same kind (it holds `marker`), beside which new folders
+    can be made. So a mistyped path (`--artifacts data`) never deletes anyone's files."""
+    target = Path(target).absolute()
+    if target.is_file() or target.is_symlink():
+        raise OutputFolderError(f"{target} is a file, not a folder; choose a folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / marker).is_file():
+        raise OutputFolderError(
+            f"{target} holds other files and no {marker}, so it is not a previous output; it "
+            "would be replaced whole: choose a new or empty folder"
+        )
+    check_writable_folder(target.parent)
+
+
 @contextmanager
-def staged_directory(target: str | Path) -> Iterator[Path]:
+def staged_directory(target: str | Path, marker: str) -> Iterator[Path]:
     """Yield an empty sibling folder to fill; on success it replaces `target` whole.
 
-    On an exception the staging folder is removed and `target` is left as it was, so readers
-    never see a mix of old and new files. The swap is two renames on one file system.
+    `target` must pass `check_replaceable(target, marker)`. On an exception the staging folder
+    is removed and `target` is left as it was, so readers never see a mix of old and new files.
+    The swap is two renames on one file system.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    check_replaceable(target, marker)
+    target = Path(target).absolute()
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
     staging.chmod(0o755)
     try:

@@ -16,11 +16,14 @@ from train.data import (
     DataError,
     Paper,
     deduplicate,
+    describe_rows,
     load_files,
     load_papers,
     multi_hot,
+    parse_date,
     parse_terms,
     prepare,
+    read_papers,
     split,
 )
 
@@ -36,6 +39,9 @@ from train.data import (
         ("[1, 2]", None),
         ("__import__('os').system('true')", None),
         ("", None),
+        ("['cs.LG' 'stat.ML']", None),  # numpy's print of an array: Python would join the two
+        ("[\"cs.LG\"'x', 'y']", None),
+        ("('cs.LG',)", ["cs.LG"]),
     ],
 )
 def test_parse_terms_reads_list_literals_safely(raw, expected):
@@ -66,15 +72,15 @@ def words_abstract(topic: str) -> str:
 def test_deduplicate_merges_by_normalised_title_and_by_abstract_uniting_labels():
     first = words_abstract("first")
     papers = [
-        Paper("Deep Nets!", first, ("cs.LG",)),
-        Paper("deep   nets", words_abstract("another"), ("stat.ML",), date(2019, 5, 1)),
-        Paper("Other", first.replace(" ", "  "), ("cs.CV",)),
+        Paper("Deep Nets for Vision!", first, ("cs.LG",)),
+        Paper("deep   nets for vision", words_abstract("another"), ("stat.ML",), date(2019, 5, 1)),
+        Paper("Other", first.replace(" ", "  ").upper(), ("cs.CV",)),
         Paper("Unrelated", words_abstract("third"), ("cs.CL",)),
     ]
     merged, duplicates = deduplicate(papers)
     assert duplicates == 2
     assert merged == [
-        Paper("Deep Nets!", first, ("cs.LG", "stat.ML", "cs.CV"), date(2019, 5, 1)),
+        Paper("Deep Nets for Vision!", first, ("cs.LG", "stat.ML", "cs.CV"), date(2019, 5, 1)),
         Paper("Unrelated", words_abstract("third"), ("cs.CL",)),
     ]  # the first copy's place and text, the first date found
 
@@ -86,6 +92,10 @@ def test_empty_titles_and_short_boilerplate_abstracts_merge_no_unrelated_papers(
         Paper("???", words_abstract("two"), ("cs.LG",)),
         Paper("Lattice QCD", withdrawn, ("hep-lat",)),
         Paper("Graph Colouring", withdrawn, ("math.CO",)),
+        Paper("Introduction", words_abstract("four"), ("math.HO",)),  # short titles are shared
+        Paper("Introduction", words_abstract("five"), ("astro-ph.GA",)),
+        Paper("Dark Energy Survey", words_abstract("six"), ("astro-ph.CO",)),
+        Paper("Dark energy survey", words_abstract("seven"), ("astro-ph.IM",)),
     ]
     assert deduplicate(papers) == (papers, 0)
 
@@ -128,8 +138,12 @@ def test_multi_hot_follows_label_order():
 def test_few_unparsable_terms_are_skipped_and_counted(tmp_path):
     rows = synthetic_rows(300)
     rows[10] = ("Broken", "abstract", "['cs.CV'")
-    papers, counts, _ = load_papers(write_kaggle_csv(tmp_path / "a.csv", rows))
+    path = write_kaggle_csv(tmp_path / "a.csv", rows)
+    papers, counts, _ = load_papers(path)
     assert counts["rows_unparsable_terms"] == 1 and len(papers) == 299
+    assert read_papers(path).unparsable_rows == [11]  # named in the run's warning line
+    assert describe_rows([11], 1) == "data row 11"
+    assert describe_rows([3, 5], 40) == "data rows 3, 5 and 38 more"
 
 
 def test_gzipped_csv_is_read(tmp_path):
@@ -158,7 +172,18 @@ def bad_file(tmp_path, kind):
     contents = {
         "empty file": (b"", "empty"),
         "header only": (b"titles,summaries,terms\n", "no rows"),
-        "missing column": (b"titles,summaries\nT,abstract\n", "missing column(s) terms"),
+        "missing column": (
+            b"titles,summaries\nT,abstract\n",
+            "missing column(s) terms (found: 'titles', 'summaries')",
+        ),
+        "repeated column": (
+            b"titles,summaries,terms,Terms\nT,abstract,\"['cs.LG']\",\"['math.CO']\"\n",
+            "the header names 'terms' more than once",
+        ),
+        "repeated date column": (
+            b"titles,summaries,terms,date, DATE\nT,abstract,\"['cs.LG']\",,2019-05-01\n",
+            "the header names 'date' more than once",
+        ),
         "binary garbage": (bytes(range(256)) * 40, "not a"),
         "broken quote": (
             b'titles,summaries,terms\nT,"never closed,x\nU,a,b\n',
@@ -171,7 +196,8 @@ def bad_file(tmp_path, kind):
         "bad xz": (b"\xfd7zXZ\x00garbage" * 10, "pass each CSV"),
         "too many unparsable terms": (
             b"titles,summaries,terms\n" + b"".join(b"T%d,abstract,cs.CV\n" % i for i in range(20)),
-            "unparsable 'terms'",
+            "20 of 20 rows have an unparsable 'terms' value (more than 1%: data rows 1, 2, 3, 4, "
+            "5 and 15 more)",
         ),
         "no arXiv code": (
             b"titles,summaries,terms\nT,abstract,\"['I.2.7']\"\n",
@@ -188,6 +214,8 @@ BAD_KINDS = [
     "empty file",
     "header only",
     "missing column",
+    "repeated column",
+    "repeated date column",
     "binary garbage",
     "broken quote",
     "bad gzip",
@@ -282,13 +310,16 @@ def test_several_files_are_deduplicated_across_and_counted_per_file(tmp_path):
     first = write_rows(
         tmp_path / "a.csv",
         ["titles", "summaries", "terms"],
-        [("Deep Nets", "first abstract", "['cs.LG']"), ("Other", "second", "['cs.CV']")],
+        [
+            ("Deep Nets for Vision", "first abstract", "['cs.LG']"),
+            ("Other Nets for Vision", "second", "['cs.CV']"),
+        ],
     )
     second = write_rows(
         tmp_path / "b.csv",
         ["titles", "summaries", "terms", "id", "date"],
         [
-            ("deep nets!", "another abstract", "['stat.ML']", "1", "2019-05-01"),
+            ("deep nets for vision!", "another abstract", "['stat.ML']", "1", "2019-05-01"),
             ("Quantum", "qubits", "['quant-ph']", "2", "not a date"),
             ("Galaxies", "stars", "['astro-ph.GA']", "3", "2025-04-17T10:00:00"),
         ],
@@ -310,14 +341,35 @@ def test_a_date_column_is_found_whatever_its_case(tmp_path):
     path = write_rows(
         tmp_path / "a.csv",
         ["titles", "summaries", "terms", " Date"],
-        [("Deep Nets", "first abstract", "['cs.LG']", "2019-05-01")],
+        [("Deep Nets for Vision", "first abstract", "['cs.LG']", "2019-05-01")],
     )
     (paper,), counts, _, _ = load_files([path])
     assert paper.date == date(2019, 5, 1) and counts["rows_dated"] == 1
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2019-05-01", date(2019, 5, 1)),
+        (" 2019-05-01T10:00:00Z ", date(2019, 5, 1)),
+        ("2019-05-01 10:00", date(2019, 5, 1)),
+        ("2019-05-01garbage", None),  # read as 2019-05-01 before: anything after is refused
+        ("2019-05-0123", None),
+        ("201905011234", None),
+        ("2099-01-01", None),  # after tomorrow: not a paper's date
+        ("0001-01-01", None),
+        ("", None),
+    ],
+)
+def test_parse_date_reads_whole_iso_dates_in_range(raw, expected):
+    assert parse_date(raw) == expected
+
+
 def test_a_file_of_only_duplicates_says_it_added_no_paper(tmp_path):
-    rows = [("Deep Nets", "first abstract", "['cs.LG']"), ("Other", "second", "['cs.CV']")]
+    rows = [
+        ("Deep Nets for Vision", "first abstract", "['cs.LG']"),
+        ("Other Nets for Vision", "second", "['cs.CV']"),
+    ]
     first = write_rows(tmp_path / "a.csv", ["titles", "summaries", "terms"], rows)
     second = write_rows(tmp_path / "b.csv", ["titles", "summaries", "terms"], rows)
     _, counts, _, loads = load_files([first, second])

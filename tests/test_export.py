@@ -271,6 +271,7 @@ def exported(training_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("deploy") / "model"
     out.mkdir()
     (out / "stale.txt").write_text("from the previous export")
+    (out / "manifest.json").write_text("{}")  # what makes it a previous export, to replace
     completed = subprocess.run(
         [sys.executable, "export/run.py", *export_args(training_run, out)],
         cwd=REPO,
@@ -734,13 +735,16 @@ def test_bad_training_run_fails_in_one_line(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("problem", ["out-under-a-file", "opset-too-new"])
+@pytest.mark.parametrize("problem", ["out-under-a-file", "out-holds-other-files", "opset-too-new"])
 def test_what_would_fail_late_fails_first_in_one_line(
     training_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], problem: str
 ) -> None:
     (tmp_path / "file").write_text("not a directory")
     if problem == "out-under-a-file":
         args, message = export_args(training_run, tmp_path / "file" / "model"), "is a file"
+    elif problem == "out-holds-other-files":  # it would be replaced whole: never
+        args = export_args(training_run, tmp_path)
+        message = f"{tmp_path} holds other files and no manifest.json"
     else:
         args = [*export_args(training_run, tmp_path / "model"), "--opset", "19"]
         message = "converts to opset 18 at most"
@@ -748,6 +752,7 @@ def test_what_would_fail_late_fails_first_in_one_line(
     [error] = error_lines(capsys)
     assert message in error
     assert not (tmp_path / "model").exists()
+    assert (tmp_path / "file").read_text() == "not a directory"
 
 
 def test_shipped_baseline_scores_refuse_nan_on_either_side() -> None:

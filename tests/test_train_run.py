@@ -195,10 +195,31 @@ def test_several_files_are_read_from_flags_or_the_environment_and_each_is_checke
     )
 
 
+def test_output_folders_are_checked_before_the_data_is_read(tmp_path):
+    # `--artifacts` is replaced whole at the end: a folder of other files (here the data's) is
+    # refused at once, and nothing in it is touched; so is a reports path under a file.
+    data = write_kaggle_csv(tmp_path / "papers.csv", synthetic_rows(50))
+    for outputs, message in (
+        (["--artifacts", str(tmp_path)], f"error: {tmp_path} holds other files and no labels.json"),
+        (
+            ["--artifacts", str(tmp_path / "a"), "--reports", str(data / "r")],
+            f"error: cannot write to the folder {data / 'r'} ({data} is a file)",
+        ),
+    ):
+        result = run_cli("--data", str(data), *outputs)
+        assert result.returncode == 2
+        assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+        assert "Reading" not in result.stdout
+        assert [p.name for p in tmp_path.iterdir()] == ["papers.csv"]
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
         ("--epochs", "0", "--epochs must be a positive integer"),
+        ("--seed", "-1", "--seed must be an integer from 0 to 4294967295"),
+        ("--seed", str(2**32), "--seed must be an integer from 0 to 4294967295"),
+        ("--vocab-size", "2", "--vocab-size must be more than 2"),
         ("--learning-rate", "0", "--learning-rate must be between 0 and 1"),
         ("--dropout", "1", "--dropout must be at least 0 and below 1"),
         ("--spatial-dropout", "-0.1", "--spatial-dropout must be at least 0 and below 1"),
@@ -236,6 +257,7 @@ def test_failed_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch, stag
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
     (artifacts / "lstm.keras").write_bytes(b"previous model")
+    (artifacts / "labels.json").write_bytes(b"previous labels")  # marks a previous run's output
     path = write_kaggle_csv(tmp_path / "papers.csv", synthetic_rows(200))
     splits = prepare(path, seed=1, min_label_count=5)
     settings = pipeline.Settings(
@@ -253,6 +275,6 @@ def test_failed_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch, stag
     with pytest.raises(failure):
         pipeline.run([path], splits, settings)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    assert [p.name for p in artifacts.iterdir()] == ["lstm.keras"]
+    assert sorted(p.name for p in artifacts.iterdir()) == ["labels.json", "lstm.keras"]
     assert (artifacts / "lstm.keras").read_bytes() == b"previous model"
     assert not (tmp_path / "reports").exists()

@@ -21,7 +21,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +33,15 @@ from train.thresholds import FOLDS
 REQUIRED_COLUMNS = ("titles", "summaries", "terms")
 DATE_COLUMN = "date"
 MAX_UNPARSABLE_FRACTION = 0.01
+ROWS_NAMED = 5  # bad rows named in an error or warning, at most
 MIN_ABSTRACT_KEY_WORDS = 20  # shorter abstracts are no duplicate key (none in the shared data)
+# Shorter titles ("Introduction", "Erratum", "Dark Energy") are no duplicate key either: two
+# papers may share them (none in the shared data, where one title repeats).
+MIN_TITLE_KEY_WORDS = 4
 _NOT_ALNUM = re.compile(r"[\W_]+")
+_STRING_LITERAL = re.compile(r"'[^']*'|\"[^\"]*\"")
+_PANDAS_TWIN = re.compile(r"(.+)\.[0-9]+")  # pandas renames a repeated column `terms` to `terms.1`
+EARLIEST_DATE = date(1900, 1, 1)  # a `date` outside EARLIEST_DATE..today is not a paper's date
 
 
 class DataError(Exception):
@@ -68,6 +75,7 @@ class Splits:
     counts: dict[str, int] = field(default_factory=dict)
     dropped_codes: Counter[str] = field(default_factory=Counter)
     files: dict[str, dict[str, int]] = field(default_factory=dict)  # per input file
+    unparsable_rows: dict[str, list[int]] = field(default_factory=dict)  # per file: the first
     folded_codes: Counter[str] = field(default_factory=Counter)  # "alias -> canonical": count
     unknown_codes: Counter[str] = field(default_factory=Counter)  # arXiv-style, not in taxonomy
     dropped_labels: Counter[str] = field(default_factory=Counter)  # label: its training papers
@@ -108,22 +116,48 @@ def read_csv(path: Path) -> pd.DataFrame:
             f"{path}: cannot be read as a (compressed) CSV file ({detail}); pass each CSV, plain "
             "or .gz, with its own --data"
         ) from None
+    repeated = repeated_columns([str(column) for column in frame.columns])
+    if repeated:
+        raise DataError(
+            f"{path}: the header names {', '.join(map(repr, repeated))} more than once (in "
+            "any case); which column holds the data cannot be told: keep one"
+        )
     missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
     if missing:
-        found = ", ".join(map(str, frame.columns[:8]))
+        found = ", ".join(repr(str(column)[:50]) for column in frame.columns[:8])
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found: {found})")
     if frame.empty:
         raise DataError(f"{path}: the file has a header but no rows")
     return frame
 
 
+def repeated_columns(columns: list[str]) -> list[str]:
+    """The columns this module reads (`terms`, `date` ...) that a header names twice, in any
+    case or spacing (pandas reads a repeated `terms` as `terms` and `terms.1`)."""
+    read = (*REQUIRED_COLUMNS, DATE_COLUMN)
+    names = []
+    for column in columns:
+        name = column.strip().lower()
+        twin = _PANDAS_TWIN.fullmatch(name)
+        names.append(twin.group(1) if twin and twin.group(1) in read else name)
+    counts = Counter(names)
+    return [name for name in read if counts[name] > 1]
+
+
 def parse_terms(raw: str) -> list[str] | None:
-    """Parse a `terms` cell such as "['cs.CV', 'cs.LG']"; None when it is not a list of strings."""
+    """Parse a `terms` cell such as "['cs.CV', 'cs.LG']"; None when it is not a list of
+    strings, or when two string literals stand side by side ("['cs.LG' 'stat.ML']", as numpy
+    prints an array), which Python would silently join into one code."""
     try:
-        value = ast.literal_eval(raw)
+        tree = ast.parse(raw.strip(), mode="eval")
+        value = ast.literal_eval(tree)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        return None
+    elements = tree.body.elts  # type: ignore[attr-defined]  # a list or tuple display
+    segments = (ast.get_source_segment(raw.strip(), element) or "" for element in elements)
+    if any(len(_STRING_LITERAL.findall(segment)) > 1 for segment in segments):
         return None
     return [v.strip() for v in value]
 
@@ -142,14 +176,28 @@ class FileLoad:
     dropped_codes: Counter[str] = field(default_factory=Counter)
     folded_codes: Counter[str] = field(default_factory=Counter)
     unknown_codes: Counter[str] = field(default_factory=Counter)
+    unparsable_rows: list[int] = field(default_factory=list)  # the first few, numbered from 1
+
+
+def describe_rows(rows: list[int], total: int) -> str:
+    """`data rows 3, 17 and 40 more`: where to look, numbered from 1 after the header (a
+    quoted field that spans lines makes its row span them too)."""
+    listed = ", ".join(map(str, rows))
+    more = f" and {total - len(rows):,} more" if total > len(rows) else ""
+    return f"data row{'s' if total > 1 else ''} {listed}{more}"
 
 
 def parse_date(raw: str) -> date | None:
-    """An ISO date (`2019-05-01`, a time after it allowed), or None when it does not parse."""
+    """An ISO date (`2019-05-01`, or a date and time), or None when it does not parse, has
+    anything after it, or lies outside EARLIEST_DATE..tomorrow (UTC)."""
+    text = raw.strip()
     try:
-        return date.fromisoformat(raw.strip()[:10])
+        value = date.fromisoformat(text) if len(text) <= 10 else datetime.fromisoformat(text)
     except ValueError:
         return None
+    day = value.date() if isinstance(value, datetime) else value
+    latest = datetime.now(UTC).date() + timedelta(days=1)
+    return day if EARLIEST_DATE <= day <= latest else None
 
 
 def read_papers(path: Path, source: str | None = None) -> FileLoad:
@@ -164,10 +212,12 @@ def read_papers(path: Path, source: str | None = None) -> FileLoad:
     dates = frame[date_column] if has_date else [""] * len(frame)
     unparsable = empty_text = bad_dates = 0
     rows = frame[list(REQUIRED_COLUMNS)].itertuples(index=False)
-    for (title, abstract, raw_terms), raw_date in zip(rows, dates, strict=True):
+    for row, ((title, abstract, raw_terms), raw_date) in enumerate(zip(rows, dates, strict=True)):
         terms = parse_terms(raw_terms)
         if terms is None:
             unparsable += 1
+            if len(load.unparsable_rows) < ROWS_NAMED:
+                load.unparsable_rows.append(row + 1)
             continue
         if not abstract.strip():
             empty_text += 1
@@ -192,7 +242,9 @@ def read_papers(path: Path, source: str | None = None) -> FileLoad:
     if unparsable > MAX_UNPARSABLE_FRACTION * len(frame):
         raise DataError(
             f"{path}: {unparsable} of {len(frame)} rows have an unparsable 'terms' value "
-            f"(more than {MAX_UNPARSABLE_FRACTION:.0%}); is this the Kaggle format?"
+            f"(more than {MAX_UNPARSABLE_FRACTION:.0%}: "
+            f"{describe_rows(load.unparsable_rows, unparsable)}); "
+            "is this the Kaggle format?"
         )
     load.counts.update(
         rows_unparsable_terms=unparsable,
@@ -257,17 +309,17 @@ def deduplicate(papers: list[Paper]) -> tuple[list[Paper], int]:
     """Merge papers sharing a normalised title or an abstract; labels are united, and the
     first dated copy gives the date.
 
-    An empty title (or one of punctuation only) is no key, nor is an abstract shorter than
-    `MIN_ABSTRACT_KEY_WORDS` words ("This paper has been withdrawn."), so that unrelated papers
-    are not merged. A paper listed twice keeps its first position, so the later split stays
-    deterministic.
+    A title of fewer than `MIN_TITLE_KEY_WORDS` words ("Introduction") is no key, nor is an
+    abstract shorter than `MIN_ABSTRACT_KEY_WORDS` words ("This paper has been withdrawn."),
+    so that unrelated papers are not merged; abstracts are compared ignoring case and spacing.
+    A paper listed twice keeps its first position, so the later split stays deterministic.
     """
     merged: list[Paper] = []
     index_by_key: dict[tuple[str, str], int] = {}
     for paper in papers:
-        title, abstract = normalize_title(paper.title), paper.abstract.split()
+        title, abstract = normalize_title(paper.title), paper.abstract.casefold().split()
         keys = [
-            *([("title", title)] if title else []),
+            *([("title", title)] if len(title.split()) >= MIN_TITLE_KEY_WORDS else []),
             *(
                 [("abstract", " ".join(abstract))]
                 if len(abstract) >= MIN_ABSTRACT_KEY_WORDS
@@ -346,6 +398,7 @@ def prepare(paths: Path | list[Path], *, seed: int, min_label_count: int) -> Spl
         counts,
         dropped_codes,
         files={name: load.counts for name, load in loads.items()},
+        unparsable_rows={name: load.unparsable_rows for name, load in loads.items()},
         folded_codes=sum((load.folded_codes for load in loads.values()), Counter()),
         unknown_codes=sum((load.unknown_codes for load in loads.values()), Counter()),
         dropped_labels=rare,

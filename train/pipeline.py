@@ -21,6 +21,7 @@ from lambda_handler.files import (
     write_json_atomic,
 )
 from lambda_handler.labels import Label, LabelSet
+from lambda_handler.manifest import LABELS_FILE
 from lambda_handler.text import OOV_ID, english_stopwords, words
 from train import baseline, confidence, data, ensemble, lstm, thresholds
 from train.categories import ALIASES, LEGACY, archive, category_name
@@ -231,10 +232,16 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
     started = time.time()
     for name, counts in splits.files.items():
         log(f"  {name}: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in counts.items()))
+        if counts["rows_unparsable_terms"]:
+            rows = data.describe_rows(splits.unparsable_rows[name], counts["rows_unparsable_terms"])
+            log(
+                f"  warning: {name}: {counts['rows_unparsable_terms']:,} rows left out: their "
+                f"'terms' is not a list of codes such as ['cs.LG'], or fields are missing ({rows})"
+            )
         if counts["rows_unparsable_date"]:
             log(
-                f"  warning: {name}: {counts['rows_unparsable_date']:,} dates are empty or do "
-                "not parse (an ISO date such as 2019-05-01 is expected); "
+                f"  warning: {name}: {counts['rows_unparsable_date']:,} dates are empty, do not "
+                "parse or lie in the future (an ISO date such as 2019-05-01 is expected); "
                 "those papers are left out of the report's scores by period"
             )
     for key, value in splits.counts.items():
@@ -348,11 +355,11 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         },
     }
     reports = render_reports(results)
-    with staged_directory(settings.artifacts) as staging:
+    with staged_directory(settings.artifacts, marker=LABELS_FILE) as staging:
         for model in models.values():
             model.save(staging)
         write_json_atomic(
-            staging / "labels.json", served_label_set(splits.labels, served, support).to_document()
+            staging / LABELS_FILE, served_label_set(splits.labels, served, support).to_document()
         )
         write_json_atomic(staging / "combiner.json", combiner_document)
         if combiner_arrays is not None:

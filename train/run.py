@@ -90,6 +90,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    from lambda_handler.text import FIRST_WORD_ID
+
+    if not 0 <= args.seed < 2**32:  # numpy's and Keras's seed range
+        parser.error("--seed must be an integer from 0 to 4294967295")
+    if args.vocab_size <= FIRST_WORD_ID:
+        parser.error(
+            f"--vocab-size must be more than {FIRST_WORD_ID}: ids below it are padding and "
+            "out-of-vocabulary"
+        )
     if args.learning_rate is not None and not 0 < args.learning_rate < 1:
         parser.error("--learning-rate must be between 0 and 1")
     for name in ("dropout", "spatial_dropout"):
@@ -148,14 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     from lambda_handler.signals import interrupt_on_signals
 
     interrupt_on_signals()  # Ctrl-C and kill end the run cleanly, also as a background job
+    from lambda_handler.files import OutputFolderError, check_replaceable, check_writable_folder
+    from lambda_handler.manifest import LABELS_FILE
     from train.data import DataError, prepare
     from train.download import DownloadError
 
     try:
+        check_replaceable(args.artifacts, marker=LABELS_FILE)  # before, not after, the training
+        check_writable_folder(args.reports)
         paths = resolve_data(args)
         print(f"Reading {', '.join(map(str, paths))}", flush=True)
         splits = prepare(paths, seed=args.seed, min_label_count=args.min_label_count)
-    except (DataError, DownloadError) as error:
+    except (DataError, DownloadError, OutputFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -168,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(paths, splits, Settings.from_args(args))
+    except OutputFolderError as error:  # the folder changed during the run
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: previous artifacts and reports are untouched", file=sys.stderr)
         return 130
