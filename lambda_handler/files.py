@@ -84,7 +84,9 @@ def check_replaceable(target: str | Path, marker: str) -> None:
     empty, or a previous output of the same kind (it holds `marker`), beside which new folders
     can be made. So a mistyped path (`--artifacts data`) never deletes anyone's files."""
     target = Path(target).absolute()
-    if target.is_file() or target.is_symlink():
+    if target.is_symlink():  # the swap would replace the link, not the folder it points to
+        raise OutputFolderError(f"{target} is a symbolic link; pass the folder it points to")
+    if target.is_file():
         raise OutputFolderError(f"{target} is a file, not a folder; choose a folder")
     if target.is_dir() and any(target.iterdir()) and not (target / marker).is_file():
         raise OutputFolderError(

@@ -56,6 +56,15 @@ def test_a_folder_that_is_not_a_previous_output_is_never_replaced(tmp_path, kind
     assert str(data) in str(refused.value)
 
 
+def test_a_link_to_a_previous_output_is_refused_naming_the_folder_to_pass(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / MARKER).write_text("old")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(OutputFolderError, match="is a symbolic link; pass the folder it points"):
+        check_replaceable(tmp_path / "link", MARKER)
+    check_replaceable(tmp_path / "real", MARKER)
+
+
 def test_an_absent_or_empty_folder_may_be_filled(tmp_path):
     check_replaceable(tmp_path / "new" / "model", MARKER)
     (tmp_path / "empty").mkdir()
