@@ -37,6 +37,7 @@ MAX_BULK_TOP_K = 20
 # Field names of a record (any case): JSON Lines' and the Kaggle CSV's columns, and their kin.
 TITLE_FIELDS = ("title", "titles")
 ABSTRACT_FIELDS = ("abstract", "abstracts", "summary", "summaries")
+_PAPER_FIELDS = frozenset((*TITLE_FIELDS, *ABSTRACT_FIELDS))
 
 
 def is_batch_event(event: object) -> bool:
@@ -143,7 +144,7 @@ def paper_fields(record: Mapping[object, object]) -> dict[str, object]:
         if not isinstance(key, str) or value is None:
             continue
         name = key.strip().lower()
-        if name in by_name and name in (*TITLE_FIELDS, *ABSTRACT_FIELDS):
+        if name in by_name and name in _PAPER_FIELDS:
             raise ApiError(
                 400,
                 "invalid_request",

@@ -148,15 +148,16 @@ def parse_terms(raw: str) -> list[str] | None:
     """Parse a `terms` cell such as "['cs.CV', 'cs.LG']"; None when it is not a list of
     strings, or when two string literals stand side by side ("['cs.LG' 'stat.ML']", as numpy
     prints an array), which Python would silently join into one code."""
+    text = raw.strip()
     try:
-        tree = ast.parse(raw.strip(), mode="eval")
+        tree = ast.parse(text, mode="eval")
         value = ast.literal_eval(tree)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         return None
     elements = tree.body.elts  # type: ignore[attr-defined]  # a list or tuple display
-    segments = (ast.get_source_segment(raw.strip(), element) or "" for element in elements)
+    segments = (ast.get_source_segment(text, element) or "" for element in elements)
     if any(len(_STRING_LITERAL.findall(segment)) > 1 for segment in segments):
         return None
     return [v.strip() for v in value]

@@ -241,7 +241,8 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         if counts["rows_unparsable_date"]:
             log(
                 f"  warning: {name}: {counts['rows_unparsable_date']:,} dates are empty, do not "
-                "parse or lie in the future (an ISO date such as 2019-05-01 is expected); "
+                f"parse or lie outside {data.EARLIEST_DATE.year}..tomorrow (an ISO date such as "
+                "2019-05-01 is expected); "
                 "those papers are left out of the report's scores by period"
             )
     for key, value in splits.counts.items():
