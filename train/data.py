@@ -10,9 +10,10 @@ or left undated is counted, so the run can print where every row went.
 from __future__ import annotations
 
 import ast
+import bisect
 import csv
 import gzip
-import itertools
+import hashlib
 import lzma
 import os
 import re
@@ -350,12 +351,18 @@ def split(
     min_label_count: int,
     fractions: tuple[float, float] = (0.8, 0.1),
 ) -> tuple[list[list[Paper]], list[str], Counter[str]]:
-    """Shuffle deterministically into train/val/test; keep labels with enough training papers."""
-    order = np.random.default_rng(seed).permutation(len(papers))
-    n_train = round(fractions[0] * len(papers))
-    n_val = round(fractions[1] * len(papers))
-    bounds = (0, n_train, n_train + n_val, len(papers))
-    parts = [[papers[i] for i in order[start:end]] for start, end in itertools.pairwise(bounds)]
+    """Split into train/val/test by `split_position`; keep labels with enough training papers.
+
+    A paper's split depends on its own text and the seed only, not on the other papers read
+    with it: a model trained on one file and one trained on it and others hold out the same
+    papers of that file, so their test figures compare on one sample, and papers added to a
+    file later never move a test paper into training.
+    """
+    positions = [split_position(paper, seed) for paper in papers]
+    bounds = (fractions[0], fractions[0] + fractions[1])
+    parts: list[list[Paper]] = [[], [], []]
+    for i in sorted(range(len(papers)), key=positions.__getitem__):  # a seeded shuffle
+        parts[bisect.bisect_right(bounds, positions[i])].append(papers[i])
     train_counts = Counter(label for paper in parts[0] for label in paper.labels)
     labels = sorted(label for label, count in train_counts.items() if count >= min_label_count)
     rare = Counter(
@@ -371,6 +378,13 @@ def split(
         ]
         filtered.append([paper for paper in narrowed if paper.labels])
     return filtered, labels, rare
+
+
+def split_position(paper: Paper, seed: int) -> float:
+    """Where a paper falls in [0, 1): a hash of the seed, its normalised title and abstract."""
+    abstract = " ".join(paper.abstract.casefold().split())
+    key = f"{seed}\n{normalize_title(paper.title)}\n{abstract}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2.0**64
 
 
 def prepare(paths: Path | list[Path], *, seed: int, min_label_count: int) -> Splits:

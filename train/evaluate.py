@@ -96,9 +96,9 @@ def by_field_and_time(
     period (when dates are known), for CS papers on CS labels, by input file, and its
     commonest mistakes.
 
-    `file_labels[name]` marks the labels a model trained on that file alone would keep; each
-    file's papers are also scored on those labels only, which is how a single-file model's
-    test figures compare with this one's."""
+    `file_labels[name]` marks the labels a model trained on that file alone would keep. Each
+    file's papers that carry one of them are also scored on those labels only: the papers and
+    labels of such a model's own test split, since a paper's split depends only on its text."""
     archives = np.array([archive(code) for code in primaries])
     outside = ~np.isin(archives, ("cs", "stat"))
     result: dict[str, object] = {
@@ -133,8 +133,9 @@ def by_field_and_time(
             scores = subset_scores(targets, probabilities, predicted, rows)
             own = (file_labels or {}).get(name)
             if own is not None and own.any():
+                own_rows = rows & targets[:, own].any(axis=1)  # the others it would drop
                 own_scores = subset_scores(
-                    targets[:, own], probabilities[:, own], predicted[:, own], rows
+                    targets[:, own], probabilities[:, own], predicted[:, own], own_rows
                 )
                 scores["own_labels"] = {"labels": int(own.sum()), **own_scores}
             by_file[name] = scores

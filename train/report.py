@@ -201,8 +201,9 @@ def breakdown_section(breakdown: dict, unparsable_dates: int = 0) -> list[str]:
             "### By input file",
             "",
             "Each file's test papers, on all labels and on the labels a model trained on that "
-            "file alone would have (≥ min-label-count of its training papers): the second "
-            "figure is the one to compare with such a model's own test split.",
+            "file alone would have (≥ min-label-count of its training papers). A paper's split "
+            "depends only on its text and the seed, so such a model, trained with this seed, "
+            "holds out these same papers: the second figure compares with its test micro-F1.",
             "",
         ]
         rows = []
@@ -211,7 +212,9 @@ def breakdown_section(breakdown: dict, unparsable_dates: int = 0) -> list[str]:
             rows.append(
                 [
                     *scores_row(name, scores),
-                    f"{own['micro_f1']:.4f} ({own['labels']} labels)" if own else "-",
+                    f"{own['micro_f1']:.4f} ({own['labels']} labels, {own['papers']:,} papers)"
+                    if own
+                    else "-",
                 ]
             )
         lines += [
