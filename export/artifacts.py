@@ -42,6 +42,7 @@ class Paper:
     title: str
     abstract: str
     labels: tuple[str, ...] = ()
+    primary: str = ""  # the first category listed, which the label filter may have dropped
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,10 @@ def _paper(line: str, where: str) -> Paper:
         raise ExportError(f"{where}: title and abstract must be strings")
     if not isinstance(labels, list) or not all(isinstance(code, str) for code in labels):
         raise ExportError(f"{where}: labels must be a list of label codes")
-    return Paper(title=title, abstract=abstract, labels=tuple(labels))
+    primary = record.get("primary")
+    if not isinstance(primary, str | None):
+        raise ExportError(f"{where}: primary must be a category code")
+    return Paper(title=title, abstract=abstract, labels=tuple(labels), primary=primary or "")
 
 
 def parse_training_data(data: object, path: Path) -> dict[str, object]:
