@@ -74,20 +74,30 @@ def test_each_input_file_is_scored_on_all_labels_and_on_its_own_labels():
     # misses hep-th: tp 2, fp 1, fn 1.
     assert by_file["broad.csv"]["micro_f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
     assert by_file["broad.csv"]["own_labels"]["labels"] == 3
+
+    def files(sources, file_labels):
+        return by_field_and_time(
+            targets,
+            scores,
+            predicted,
+            ["cs.CV", "cs.LG", "hep-th"],
+            ["cs.CV"] * 4,
+            [None] * 4,
+            np.zeros(4),
+            sources,
+            file_labels,
+        )["by_file"]
+
     # A paper with none of a file's own labels would not be in that file's own test split.
-    hep_only = by_field_and_time(
-        targets,
-        scores,
-        predicted,
-        ["cs.CV", "cs.LG", "hep-th"],
-        ["cs.CV"] * 4,
-        [None] * 4,
-        np.zeros(4),
-        ["cs.csv", "cs.csv", "cs.csv", "broad.csv"],
-        own,
-    )["by_file"]["cs.csv"]
+    hep_only = files(["cs.csv", "cs.csv", "cs.csv", "broad.csv"], own)["cs.csv"]
     assert hep_only["papers"] == 3 and hep_only["own_labels"]["papers"] == 2
     assert hep_only["own_labels"]["micro_f1"] == 1.0  # paper 2's cs.LG is not held against it
+    # A file none of whose test papers carries one of its own labels has no own-label score.
+    theory = files(
+        ["cs.csv", "cs.csv", "theory.csv", "cs.csv"],
+        {**own, "theory.csv": np.array([True, False, False])},
+    )["theory.csv"]
+    assert theory["papers"] == 1 and "own_labels" not in theory
     single = by_field_and_time(
         targets, scores, predicted, ["a", "b", "c"], ["a"] * 4, [None] * 4, np.zeros(4), ["x"] * 4
     )

@@ -169,6 +169,16 @@ def normalize_title(title: str) -> str:
     return _NOT_ALNUM.sub(" ", title.casefold()).strip()
 
 
+def normalize_abstract(abstract: str) -> str:
+    """Abstract key for deduplication: case and spacing ignored."""
+    return " ".join(abstract.casefold().split())
+
+
+def paper_key(title: str, abstract: str) -> str:
+    """One paper's text as the split hashes it, and as `train/compare.py` pairs two runs' papers."""
+    return f"{normalize_title(title)}\n{normalize_abstract(abstract)}"
+
+
 @dataclass
 class FileLoad:
     """What one file contributed: its papers (before cross-file deduplication) and counts."""
@@ -319,14 +329,10 @@ def deduplicate(papers: list[Paper]) -> tuple[list[Paper], int]:
     merged: list[Paper] = []
     index_by_key: dict[tuple[str, str], int] = {}
     for paper in papers:
-        title, abstract = normalize_title(paper.title), paper.abstract.casefold().split()
+        title, abstract = normalize_title(paper.title), normalize_abstract(paper.abstract)
         keys = [
             *([("title", title)] if len(title.split()) >= MIN_TITLE_KEY_WORDS else []),
-            *(
-                [("abstract", " ".join(abstract))]
-                if len(abstract) >= MIN_ABSTRACT_KEY_WORDS
-                else []
-            ),
+            *([("abstract", abstract)] if len(abstract.split()) >= MIN_ABSTRACT_KEY_WORDS else []),
         ]
         found = next((index_by_key[key] for key in keys if key in index_by_key), None)
         if found is None:
@@ -356,7 +362,8 @@ def split(
     A paper's split depends on its own text and the seed only, not on the other papers read
     with it: a model trained on one file and one trained on it and others hold out the same
     papers of that file, so their test figures compare on one sample, and papers added to a
-    file later never move a test paper into training.
+    file later never move a test paper into training. (A paper listed in several files is
+    read as the first file's copy, so with `--data` in another order its text may differ.)
     """
     positions = [split_position(paper, seed) for paper in papers]
     bounds = (fractions[0], fractions[0] + fractions[1])
@@ -381,10 +388,10 @@ def split(
 
 
 def split_position(paper: Paper, seed: int) -> float:
-    """Where a paper falls in [0, 1): a hash of the seed, its normalised title and abstract."""
-    abstract = " ".join(paper.abstract.casefold().split())
-    key = f"{seed}\n{normalize_title(paper.title)}\n{abstract}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2.0**64
+    """Where a paper falls in [0, 1): a hash of the seed and `paper_key`, to 53 bits."""
+    key = f"{seed}\n{paper_key(paper.title, paper.abstract)}".encode()
+    digest = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+    return (digest >> 11) / 2.0**53
 
 
 def prepare(paths: Path | list[Path], *, seed: int, min_label_count: int) -> Splits:

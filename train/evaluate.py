@@ -132,8 +132,8 @@ def by_field_and_time(
             rows = np.array([source == name for source in sources])
             scores = subset_scores(targets, probabilities, predicted, rows)
             own = (file_labels or {}).get(name)
-            if own is not None and own.any():
-                own_rows = rows & targets[:, own].any(axis=1)  # the others it would drop
+            own_rows = None if own is None else rows & targets[:, own].any(axis=1)
+            if own_rows is not None and own_rows.any():  # the papers such a model keeps
                 own_scores = subset_scores(
                     targets[:, own], probabilities[:, own], predicted[:, own], own_rows
                 )

@@ -23,6 +23,12 @@ def predict_sets(probabilities: np.ndarray, thresholds: np.ndarray | float) -> n
     return chosen
 
 
+def f1_of_counts(tp: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """F1 = 2·tp / (positives + predicted), elementwise; 0 where both are 0 (nothing to count)."""
+    tp, denominator = np.asarray(tp, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    return np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0)
+
+
 def micro_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
     """Micro-averaged F1 of boolean predictions."""
     true = targets.astype(bool)
@@ -36,9 +42,7 @@ def macro_f1(targets: np.ndarray, predicted: np.ndarray) -> float:
     true = targets.astype(bool)
     tp = np.logical_and(true, predicted).sum(axis=0)
     denominator = true.sum(axis=0) + predicted.sum(axis=0)
-    return float(
-        np.mean(np.divide(2 * tp, denominator, out=np.zeros(len(tp)), where=denominator > 0))
-    )
+    return float(np.mean(f1_of_counts(tp, denominator)))
 
 
 def grid_reach(probabilities: np.ndarray) -> np.ndarray:
@@ -73,8 +77,7 @@ def best_global_threshold(targets: np.ndarray, probabilities: np.ndarray) -> flo
     )
     predicted, tp = counts_reaching(histograms, bins)
     denominator = true.sum() + predicted
-    f1 = np.divide(2 * tp, denominator, out=np.zeros(len(GRID)), where=denominator > 0)
-    return float(GRID[int(np.argmax(f1))])
+    return float(GRID[int(np.argmax(f1_of_counts(tp, denominator)))])
 
 
 def best_global_micro_f1(targets: np.ndarray, probabilities: np.ndarray) -> float:
@@ -102,8 +105,7 @@ def per_label_thresholds(targets: np.ndarray, probabilities: np.ndarray) -> np.n
     """Each label's own-F1-best threshold on GRID (ties: the lowest); serves macro-F1."""
     tp, predicted, positives = counts_on_grid(targets, probabilities)
     denominator = positives + predicted
-    f1 = np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0)
-    return GRID[f1.argmax(axis=0)]
+    return GRID[f1_of_counts(tp, denominator).argmax(axis=0)]
 
 
 def micro_ascent_thresholds(
