@@ -98,9 +98,10 @@ class Outcomes:
         tp, fp, fn = (
             weights @ m for m in (self.true_positive, self.false_positive, self.false_negative)
         )
-        micro = f1_of_counts(tp.sum(1), (2 * tp + fp + fn).sum(1))
+        denominator = 2 * tp + fp + fn  # positives + predicted, per resample and label
+        micro = f1_of_counts(tp.sum(1), denominator.sum(1))
         carried = tp + fn > 0
-        per_label = f1_of_counts(tp, 2 * tp + fp + fn) * carried
+        per_label = f1_of_counts(tp, denominator) * carried
         macro = per_label.sum(1) / np.maximum(carried.sum(1), 1)
         top = weights @ self.top_right / weights.sum(1)
         return np.stack([micro, macro, top], axis=1)
