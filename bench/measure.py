@@ -23,6 +23,7 @@ from bench.papers import Paper
 from infra.invoke_local import lambda_environment
 from infra.make_events import http_api_v2
 from lambda_handler.files import write_json_atomic
+from lambda_handler.manifest import TOKENIZER_FILE
 from lambda_handler.text import Tokenizer
 
 BENCH = Path(__file__).resolve().parent
@@ -65,7 +66,7 @@ def classifiable(papers: list[Paper], tokenizer: Tokenizer) -> list[Paper]:
 
 def workload(plan: Plan) -> dict[str, object]:
     """The probes' input: v2 events of real abstracts, the papers, and the run's sizes."""
-    tokenizer_path = plan.served_model_dir / "tokenizer.json"
+    tokenizer_path = plan.served_model_dir / TOKENIZER_FILE
     papers = classifiable(plan.papers, Tokenizer.load(tokenizer_path))
 
     def event(name: str, body: object) -> dict:

@@ -1,5 +1,8 @@
 """Read and validate what `train/run.py` wrote (see docs/model_format.md).
 
+This is the schema of the artifacts folder: the training run writes its files under the names
+defined here, and the export and `train/compare.py` read them back. Files that the model
+directory holds too keep the name `lambda_handler.manifest` gives them there.
 Every problem becomes an `ExportError` naming the file, so a broken training run is reported in
 one line instead of a traceback from deep inside the conversion.
 """
@@ -21,13 +24,13 @@ from lambda_handler.manifest import (
     BASELINE_WEIGHTS_FILE,
     COMBINER_FILE,
     COMBINER_WEIGHTS_FILE,
+    LABELS_FILE,
+    TOKENIZER_FILE,
 )
 from lambda_handler.text import Tokenizer
 from lambda_handler.tfidf import TfidfScorer, load_arrays
 
-MODEL_FILE = "lstm.keras"
-TOKENIZER_FILE = "tokenizer.json"
-LABELS_FILE = "labels.json"
+KERAS_MODEL_FILE = "lstm.keras"
 TEST_SPLIT_FILE = "test_split.jsonl.gz"
 PREDICTIONS_FILE = "predictions.npz"
 DATA_FILE = "data.json"
@@ -80,7 +83,7 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
     artifacts_dir, reports_dir = Path(artifacts_dir), Path(reports_dir)
     if not artifacts_dir.is_dir():
         raise ExportError(f"artifacts directory {artifacts_dir} not found (run train/run.py first)")
-    model_path = _existing(artifacts_dir / MODEL_FILE)
+    model_path = _existing(artifacts_dir / KERAS_MODEL_FILE)
     label_set = parse_labels(read_json(artifacts_dir / LABELS_FILE), artifacts_dir / LABELS_FILE)
     labels = label_set.labels
     papers = read_papers(artifacts_dir / TEST_SPLIT_FILE)

@@ -266,8 +266,8 @@ needs_sample = pytest.mark.skipif(
 TRAIN_ARGS = ["--epochs", "1", "--vocab-size", "3000", "--min-label-count", "5", "--quiet"]
 # What a complete run leaves: every file the export reads (its names, not a copy of them).
 ARTIFACT_FILES = {
-    artifacts_schema.MODEL_FILE, artifacts_schema.TOKENIZER_FILE, artifacts_schema.LABELS_FILE,
-    artifacts_schema.DATA_FILE, artifacts_schema.TEST_SPLIT_FILE,
+    artifacts_schema.KERAS_MODEL_FILE, artifacts_schema.TOKENIZER_FILE,
+    artifacts_schema.LABELS_FILE, artifacts_schema.DATA_FILE, artifacts_schema.TEST_SPLIT_FILE,
     artifacts_schema.PREDICTIONS_FILE, manifest.BASELINE_FILE, manifest.BASELINE_WEIGHTS_FILE,
     manifest.COMBINER_FILE, manifest.COMBINER_WEIGHTS_FILE,
 }  # fmt: skip

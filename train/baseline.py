@@ -19,10 +19,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from lambda_handler.files import write_bytes_atomic, write_json_atomic
+from lambda_handler.manifest import BASELINE_FILE, BASELINE_WEIGHTS_FILE
 from lambda_handler.tfidf import DENSE_SHARE, TfidfScorer, ngrams
-
-VOCABULARY_FILE = "baseline.json"
-WEIGHTS_FILE = "baseline.npz"
 
 
 @dataclass(frozen=True)
@@ -122,14 +120,14 @@ class BaselineModel:
         """Write `baseline.json` (vocabulary, settings) and `baseline.npz` (arrays), atomically."""
         document, weights = self._fitted().to_files()
         document["config"] = self.config.to_dict()
-        write_json_atomic(directory / VOCABULARY_FILE, document)
-        write_bytes_atomic(directory / WEIGHTS_FILE, weights)
+        write_json_atomic(directory / BASELINE_FILE, document)
+        write_bytes_atomic(directory / BASELINE_WEIGHTS_FILE, weights)
 
     @classmethod
     def load(cls, directory: Path) -> BaselineModel:
         """Read what `save` wrote (numpy only; scikit-learn is not needed to score)."""
-        raw = (directory / VOCABULARY_FILE).read_bytes()
-        scorer = TfidfScorer.from_files(raw, (directory / WEIGHTS_FILE).read_bytes())
+        raw = (directory / BASELINE_FILE).read_bytes()
+        scorer = TfidfScorer.from_files(raw, (directory / BASELINE_WEIGHTS_FILE).read_bytes())
         config = BaselineConfig(**json.loads(raw)["config"])
         return cls(config=config, scorer=scorer)
 

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from export.artifacts import KERAS_MODEL_FILE, TOKENIZER_FILE
 from lambda_handler.text import PAD_ID, Tokenizer, pad
 from train.embeddings import ppmi_vectors
 from train.thresholds import best_global_micro_f1
@@ -328,10 +329,6 @@ def train(
     return model, history
 
 
-MODEL_FILE = "lstm.keras"
-TOKENIZER_FILE = "tokenizer.json"
-
-
 @dataclass
 class LSTMModel:
     """The estimator: `fit`, `predict_proba`, `save`, `load` (scikit-learn's shape).
@@ -386,14 +383,14 @@ class LSTMModel:
     def save(self, directory: Path) -> None:
         """Write `lstm.keras` and `tokenizer.json`."""
         assert self.network is not None and self.tokenizer is not None
-        self.network.save(directory / MODEL_FILE)
+        self.network.save(directory / KERAS_MODEL_FILE)
         self.tokenizer.save(directory / TOKENIZER_FILE)
 
     @classmethod
     def load(cls, directory: Path) -> LSTMModel:
         """Read what `save` wrote."""
         tokenizer = Tokenizer.load(directory / TOKENIZER_FILE)
-        network = keras.saving.load_model(directory / MODEL_FILE)
+        network = keras.saving.load_model(directory / KERAS_MODEL_FILE)
         return cls(
             vocab_size=tokenizer.size,
             max_length=tokenizer.max_length,

@@ -13,6 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from export.artifacts import (
+    COMBINER_FILE,
+    COMBINER_WEIGHTS_FILE,
+    DATA_FILE,
+    LABELS_FILE,
+    PREDICTIONS_FILE,
+    TEST_SPLIT_FILE,
+)
 from lambda_handler.files import (
     sha256_file,
     staged_directory,
@@ -21,7 +29,6 @@ from lambda_handler.files import (
     write_json_atomic,
 )
 from lambda_handler.labels import Label, LabelSet
-from lambda_handler.manifest import LABELS_FILE
 from lambda_handler.text import OOV_ID, english_stopwords, words
 from train import baseline, confidence, data, ensemble, lstm, thresholds
 from train.categories import ALIASES, LEGACY, archive, category_name
@@ -362,12 +369,12 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         write_json_atomic(
             staging / LABELS_FILE, served_label_set(splits.labels, served, support).to_document()
         )
-        write_json_atomic(staging / "combiner.json", combiner_document)
+        write_json_atomic(staging / COMBINER_FILE, combiner_document)
         if combiner_arrays is not None:
-            write_bytes_atomic(staging / "combiner.npz", combiner_arrays)
-        write_bytes_atomic(staging / "test_split.jsonl.gz", jsonl_gz(papers["test"]))
+            write_bytes_atomic(staging / COMBINER_WEIGHTS_FILE, combiner_arrays)
+        write_bytes_atomic(staging / TEST_SPLIT_FILE, jsonl_gz(papers["test"]))
         write_bytes_atomic(
-            staging / "predictions.npz",
+            staging / PREDICTIONS_FILE,
             npz_bytes(
                 lstm_val=val_scores["lstm"],
                 baseline_val=val_scores["baseline"],
@@ -376,7 +383,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
                 served_test=served_test,
             ),
         )
-        write_json_atomic(staging / "data.json", data_info)
+        write_json_atomic(staging / DATA_FILE, data_info)
     write_files_atomic(settings.reports, reports)
     seconds = results["run"]["seconds"]
     log(f"Artifacts in {settings.artifacts}, reports in {settings.reports} ({seconds} s)")

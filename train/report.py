@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from export.artifacts import METRICS_FILE
 from lambda_handler.files import json_bytes
 
 SUMMARY_METRICS = (
@@ -521,7 +522,7 @@ def render_reports(results: dict) -> dict[str, bytes]:
     return {
         "training_curves.png": plot_training(results["lstm_history"], output),
         "per_label_f1.png": plot_per_label(test_metrics),
-        "metrics.json": json_bytes(results),
+        METRICS_FILE: json_bytes(results),
         "report.md": markdown(results).encode("utf-8"),
         "model_card.md": model_card(results).encode("utf-8"),
     }

@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     from lambda_handler.signals import interrupt_on_signals
 
     interrupt_on_signals()  # Ctrl-C and kill end the run cleanly, also as a background job
+    from export.artifacts import LABELS_FILE
     from lambda_handler.files import OutputFolderError, check_replaceable, check_writable_folder
-    from lambda_handler.manifest import LABELS_FILE
     from train.data import DataError, prepare
     from train.download import DownloadError
 
