@@ -1,8 +1,8 @@
 """The function's per-container state: load the model once, then answer events.
 
-`Service.from_settings` never raises: any failure to obtain or verify the model is logged once
-and turns every later request into a 503. `handle` never raises either: unexpected faults become
-a 500 carrying only the request id, with the traceback kept for the logs.
+`Service.from_settings` never raises: any failure to obtain or verify the model is logged and
+turns requests into 503s until a later try succeeds. `handle` never raises either: unexpected
+faults become a 500 carrying only the request id, with the traceback kept for the logs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ from lambda_handler.model import Classifier
 from lambda_handler.routes import Outcome, Router
 from lambda_handler.settings import Settings
 
+# How often a container whose model failed to load tries again on a request. The cause may pass
+# (an S3 hiccup, an upload in progress), and without a retry the container would answer 503
+# until Lambda retires it; the interval keeps a lasting failure from slowing every request. A
+# bulk batch always tries again: Step Functions already spaces its retries.
+RELOAD_INTERVAL_SECONDS = 30.0
+
 
 class ModelUnavailable(RuntimeError):
     """A bulk batch reached a container whose model did not load (again). Lambda names the
@@ -33,6 +39,7 @@ class Service:
     router: Router
     cold_start: bool = field(default=True)
     settings: Settings | None = None  # where the model came from, to load it again
+    last_load: float = field(default_factory=time.monotonic)  # when the model was last loaded
 
     @property
     def classifier(self) -> Classifier | None:
@@ -59,6 +66,7 @@ class Service:
             return self.handle_batch(event, context)  # type: ignore[arg-type]
         started = time.perf_counter()
         cold, self.cold_start = self.cold_start, False
+        self.retry_load(now=time.monotonic())
         request_id = _request_id(event, context)
         source, method, route, gateway_id = "unknown", "", "-", None
         try:
@@ -108,10 +116,7 @@ class Service:
         failed instead of recording answers that are not there."""
         started = time.perf_counter()
         cold, self.cold_start = self.cold_start, False
-        if self.classifier is None and self.settings is not None:
-            # The cause may have passed (an S3 hiccup at cold start): the state machine retries
-            # the batch, and this container tries the load again rather than fail for good.
-            self.router = load_router(self.settings)
+        self.retry_load(now=time.monotonic(), force=True)
         if self.classifier is None:
             raise ModelUnavailable(f"the model is unavailable: {self.failure}")
         answer = bulk.handle_batch(self.classifier, event)
@@ -126,6 +131,14 @@ class Service:
             cold_start=cold,
         )
         return answer
+
+    def retry_load(self, now: float, force: bool = False) -> None:
+        """Load the model again if it failed to load, and either `force` is set or
+        `RELOAD_INTERVAL_SECONDS` have passed since the last try (`now` is `time.monotonic()`)."""
+        if self.classifier is not None or self.settings is None:
+            return
+        if force or now - self.last_load >= RELOAD_INTERVAL_SECONDS:
+            self.router, self.last_load = load_router(self.settings), now
 
 
 def load_router(settings: Settings) -> Router:

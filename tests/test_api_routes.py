@@ -5,6 +5,7 @@ direct invocation, against the tiny fixture model.
 from __future__ import annotations
 
 import json
+import shutil
 import types
 
 import numpy as np
@@ -21,7 +22,7 @@ from conftest import (
 )
 
 from lambda_handler import logs
-from lambda_handler.service import Service
+from lambda_handler.service import RELOAD_INTERVAL_SECONDS, Service
 from lambda_handler.settings import Settings
 from lambda_handler.validation import MAX_ABSTRACT_CHARS, MAX_ID_CHARS, MAX_TITLE_CHARS
 
@@ -482,6 +483,24 @@ def test_every_request_gets_503_when_the_model_is_unavailable(broken_service, fm
         # Routing does not depend on the model: a wrong route or method is still the caller's.
         assert call(broken_service, fmt, "GET", "/nowhere")[1]["error"] == "not_found"
         assert call(broken_service, fmt, "POST", "/labels")[1]["error"] == "method_not_allowed"
+
+
+def test_a_failed_load_is_retried_on_requests_at_most_once_per_interval(
+    tmp_path, serving_model_dir, capsys
+):
+    # A container that cold-started while the model was missing (an upload in progress) must
+    # not answer 503 for the rest of its life: once the interval has passed, a request retries.
+    model_dir = tmp_path / "model"
+    service = Service.from_settings(Settings(model_dir=model_dir))
+    assert call(service, "v2", "GET", "/health")[0] == 503
+    shutil.copytree(serving_model_dir, model_dir)
+    capsys.readouterr()
+    assert call(service, "v2", "GET", "/health")[0] == 503  # within the interval: no new try
+    assert "model_loaded" not in capsys.readouterr().out
+    service.last_load -= RELOAD_INTERVAL_SECONDS
+    status, data, _ = call(service, "v2", "POST", "/classify", {"abstract": ABSTRACT})
+    assert status == 200 and data["results"][0]["labels"]
+    assert '"event": "model_loaded"' in capsys.readouterr().out
 
 
 @FORMATS

@@ -280,7 +280,7 @@ def previous_run(tmp_path: Path) -> tuple[Path, Path]:
     (artifacts / "baseline").mkdir(parents=True)
     reports.mkdir()
     (artifacts / "lstm.keras").write_bytes(b"previous model")
-    (artifacts / "labels.json").write_text('{"previous": true}')  # a previous run's: replaceable
+    (artifacts / "data.json").write_text('{"previous": true}')  # a previous run's: replaceable
     (artifacts / "baseline" / "labels.json").write_text('{"previous": true}')
     (reports / "metrics.json").write_text('{"previous": true}')
     return artifacts, reports

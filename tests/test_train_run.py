@@ -196,11 +196,17 @@ def test_several_files_are_read_from_flags_or_the_environment_and_each_is_checke
 
 
 def test_output_folders_are_checked_before_the_data_is_read(tmp_path):
-    # `--artifacts` is replaced whole at the end: a folder of other files (here the data's) is
-    # refused at once, and nothing in it is touched; so is a reports path under a file.
+    # `--artifacts` is replaced whole at the end: a folder of other files (here the data's, or
+    # a served model directory, which holds a labels.json too) is refused at once, and nothing
+    # in it is touched; so is a reports path under a file.
     data = write_kaggle_csv(tmp_path / "papers.csv", synthetic_rows(50))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for name in ("labels.json", "manifest.json", "model.onnx"):
+        (model_dir / name).write_text("served")
     for outputs, message in (
-        (["--artifacts", str(tmp_path)], f"error: {tmp_path} holds other files and no labels.json"),
+        (["--artifacts", str(tmp_path)], f"error: {tmp_path} holds other files and no data.json"),
+        (["--artifacts", str(model_dir)], f"error: {model_dir} holds other files and no data.json"),
         (
             ["--artifacts", str(tmp_path / "a"), "--reports", str(data / "r")],
             f"error: cannot write to the folder {data / 'r'} ({data} is a file)",
@@ -210,7 +216,12 @@ def test_output_folders_are_checked_before_the_data_is_read(tmp_path):
         assert result.returncode == 2
         assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
         assert "Reading" not in result.stdout
-        assert [p.name for p in tmp_path.iterdir()] == ["papers.csv"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "papers.csv"]
+        assert sorted(p.name for p in model_dir.iterdir()) == [
+            "labels.json",
+            "manifest.json",
+            "model.onnx",
+        ]
 
 
 @pytest.mark.parametrize(
@@ -257,7 +268,7 @@ def test_failed_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch, stag
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
     (artifacts / "lstm.keras").write_bytes(b"previous model")
-    (artifacts / "labels.json").write_bytes(b"previous labels")  # marks a previous run's output
+    (artifacts / "data.json").write_bytes(b"previous data")  # marks a previous run's output
     path = write_kaggle_csv(tmp_path / "papers.csv", synthetic_rows(200))
     splits = prepare(path, seed=1, min_label_count=5)
     settings = pipeline.Settings(
@@ -275,6 +286,6 @@ def test_failed_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch, stag
     with pytest.raises(failure):
         pipeline.run([path], splits, settings)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    assert sorted(p.name for p in artifacts.iterdir()) == ["labels.json", "lstm.keras"]
+    assert sorted(p.name for p in artifacts.iterdir()) == ["data.json", "lstm.keras"]
     assert (artifacts / "lstm.keras").read_bytes() == b"previous model"
     assert not (tmp_path / "reports").exists()

@@ -363,7 +363,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         },
     }
     reports = render_reports(results)
-    with staged_directory(settings.artifacts, marker=LABELS_FILE) as staging:
+    with staged_directory(settings.artifacts, marker=DATA_FILE) as staging:
         for model in models.values():
             model.save(staging)
         write_json_atomic(

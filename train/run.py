@@ -157,13 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     from lambda_handler.signals import interrupt_on_signals
 
     interrupt_on_signals()  # Ctrl-C and kill end the run cleanly, also as a background job
-    from export.artifacts import LABELS_FILE
+    from export.artifacts import DATA_FILE
     from lambda_handler.files import OutputFolderError, check_replaceable, check_writable_folder
     from train.data import DataError, prepare
     from train.download import DownloadError
 
     try:
-        check_replaceable(args.artifacts, marker=LABELS_FILE)  # before, not after, the training
+        check_replaceable(args.artifacts, marker=DATA_FILE)  # before, not after, the training
         check_writable_folder(args.reports)
         paths = resolve_data(args)
         print(f"Reading {', '.join(map(str, paths))}", flush=True)
