@@ -5,8 +5,9 @@ ids: `train/` imports it to build the vocabulary and encode the corpus, and the 
 imports it unchanged to encode requests. It uses the standard library only.
 
 Pipeline, in order:
-1. title and abstract are joined (title first), Unicode-normalised (NFKD, accents dropped) and
-   lower-cased;
+1. title and abstract are joined (title first), Unicode-normalised (NFKD, accents and
+   invisible format characters such as the soft hyphen dropped, Unicode hyphens and the minus
+   sign read as "-") and lower-cased;
 2. tokens are runs of letters and digits, optionally joined by single hyphens, so `3d`, `llm`
    and `multi-agent` survive; pure numbers (`2024`, `0-1`) and stopwords are dropped;
 3. each token maps to its vocabulary id, or to `OOV_ID` when unknown;
@@ -43,34 +44,34 @@ _NUMBER = re.compile(r"[0-9]+(?:-[0-9]+)*")
 _TOKEN_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789-"
 _TO_SPACE = bytes(byte if byte in _TOKEN_BYTES else 0x20 for byte in range(256))
 _SHIPPED_STOPWORDS = Path(__file__).with_name("stopwords_en.txt")
+# Hyphen, non-breaking hyphen (NFKD makes it a hyphen), figure dash and minus sign. En and em
+# dashes stay separators, as "--" and "---" are in ASCII text.
+_AS_HYPHEN = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2212", "-"))
 
 
 def shipped_stopwords() -> frozenset[str]:
-    """NLTK's English stopword list, from the copy shipped beside this module."""
+    """NLTK's English stopword list, from the copy shipped beside this module. Training uses
+    this copy, not nltk's corpus, so that the vocabulary does not depend on what is installed;
+    serving reads the list stored in the tokenizer JSON."""
     words = _SHIPPED_STOPWORDS.read_text(encoding="utf-8").split()
     return frozenset(words)
 
 
-def english_stopwords() -> frozenset[str]:
-    """NLTK's English stopwords: from nltk's corpus when installed, else the shipped copy.
-
-    Used when a vocabulary is fitted; serving reads the list stored in the tokenizer JSON
-    instead, so nltk is never imported at run time.
-    """
-    try:
-        from nltk.corpus import stopwords  # optional, training-time only
-
-        return frozenset(stopwords.words("english"))
-    except (ImportError, LookupError, OSError):
-        return shipped_stopwords()
-
-
 def normalize(text: str) -> str:
-    """Lower-case `text` and strip accents (`Schrödinger` -> `schrodinger`)."""
+    """Lower-case `text`, strip accents (`Schrödinger` -> `schrodinger`), drop invisible format
+    characters and read Unicode hyphens as "-", so that text pasted from a PDF (`classi\u00ad
+    fication`, `multi\u2010agent`) reads as typed (`classification`, `multi-agent`)."""
     if text.isascii():  # nothing to decompose: the fast path for nearly every abstract
         return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
+    decomposed = unicodedata.normalize("NFKD", text).translate(_AS_HYPHEN)
+    return "".join(
+        ch for ch in decomposed if not unicodedata.combining(ch) and not _is_format(ch)
+    ).lower()
+
+
+def _is_format(ch: str) -> bool:
+    """Soft hyphen, zero-width space and joiners, byte-order mark: Unicode category Cf."""
+    return unicodedata.category(ch) == "Cf"
 
 
 def tokens(text: str) -> list[str]:

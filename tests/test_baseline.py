@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import TOPICS
 
-from lambda_handler.text import english_stopwords, words
+from lambda_handler.text import shipped_stopwords, words
 from lambda_handler.tfidf import ARRAYS, CHUNK, TfidfScorer, load_arrays, ngrams
 from train.baseline import BaselineConfig, BaselineModel
 from train.data import multi_hot, prepare
@@ -332,7 +332,7 @@ def test_weights_file_is_never_unpickled():
 )
 def test_served_scorer_matches_scikit_learn_on_real_papers(prune_below, tolerance):
     splits = prepare(Path(os.environ["ARXIV_SAMPLE_CSV"]), seed=0, min_label_count=5)
-    stopwords = english_stopwords()
+    stopwords = shipped_stopwords()
     train = [words(p.title, p.abstract, stopwords) for p in splits.train]
     held_out = [words(p.title, p.abstract, stopwords) for p in splits.test + splits.val]
     config = BaselineConfig(min_df=1, prune_below=prune_below)

@@ -34,7 +34,7 @@ from lambda_handler.combiner import Combiner
 from lambda_handler.files import sha256_file
 from lambda_handler.manifest import FORMAT_VERSION
 from lambda_handler.model import Classifier
-from lambda_handler.text import Tokenizer, english_stopwords, pad, words
+from lambda_handler.text import Tokenizer, pad, shipped_stopwords, words
 from lambda_handler.tfidf import TfidfScorer, ngrams
 from train import lstm
 
@@ -156,7 +156,7 @@ def write_training_run(
     artifacts, reports = root / "artifacts", root / "reports"
     artifacts.mkdir(parents=True)
     reports.mkdir()
-    stopwords = english_stopwords()
+    stopwords = shipped_stopwords()
     tokenizer = Tokenizer.fit(
         (words(p["title"], p["abstract"], stopwords) for p in papers),
         vocab_size=24,

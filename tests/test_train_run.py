@@ -105,17 +105,17 @@ def assert_runtime_encodes_like_training(artifacts: Path, model_dir: Path, sampl
     from lambda_handler.model import Classifier
     from lambda_handler.service import Service
     from lambda_handler.settings import Settings
-    from lambda_handler.text import Tokenizer, english_stopwords, words
+    from lambda_handler.text import Tokenizer, shipped_stopwords, words
     from train.data import read_csv
     from train.lstm import padded_batch
 
     frame = read_csv(sample)
     training_tokenizer = Tokenizer.load(artifacts / "tokenizer.json")
-    assert training_tokenizer.stopwords == english_stopwords()
+    assert training_tokenizer.stopwords == shipped_stopwords()
     runtime = Classifier.load(model_dir)
     training_side, runtime_side = [], []
     for title, abstract in zip(frame["titles"], frame["summaries"], strict=True):
-        training_side.append(training_tokenizer.ids(words(title, abstract, english_stopwords())))
+        training_side.append(training_tokenizer.ids(words(title, abstract, shipped_stopwords())))
         # the LSTM reads the first max_length of a paper's ids (the baseline reads them all)
         runtime_side.append(runtime.encode(title, abstract).ids[: runtime.tokenizer.max_length])
     assert runtime_side == training_side and len(runtime_side) == 1000

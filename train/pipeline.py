@@ -29,7 +29,7 @@ from lambda_handler.files import (
     write_json_atomic,
 )
 from lambda_handler.labels import Label, LabelSet
-from lambda_handler.text import OOV_ID, english_stopwords, words
+from lambda_handler.text import OOV_ID, shipped_stopwords, words
 from train import baseline, confidence, data, ensemble, lstm, thresholds
 from train.categories import ALIASES, LEGACY, archive, category_name
 from train.evaluate import by_field_and_time, evaluate
@@ -263,7 +263,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
     papers = {name: getattr(splits, name) for name in SPLITS}
     targets = {name: data.multi_hot(papers[name], splits.labels) for name in SPLITS}
 
-    stopwords = english_stopwords()
+    stopwords = shipped_stopwords()
     documents = {
         name: [words(p.title, p.abstract, stopwords) for p in papers[name]] for name in SPLITS
     }
