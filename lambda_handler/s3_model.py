@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,12 @@ def default_client() -> Any:
     import boto3
     from botocore.config import Config
 
-    # "standard" retries: 3 attempts unless AWS_MAX_ATTEMPTS says otherwise.
-    config = Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard"})
+    # Within Lambda's 10 s init (and the function's 10 s timeout), so that a stalled S3 ends in
+    # the JSON 503 (and a retried bulk batch), not a Lambda timeout: two attempts of at most
+    # 2 s to connect and 3 s per read. A healthy in-region download of the model takes ~1 s.
+    config = Config(
+        connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 2}
+    )
     return boto3.client("s3", config=config)
 
 
@@ -129,43 +134,47 @@ def _get_bytes(client: Any, bucket: str, key: str) -> bytes:
     """A small object's bytes (manifest.json)."""
     from botocore.exceptions import BotoCoreError
 
-    response = _get_object(client, bucket, key)
-    try:
-        return response["Body"].read()
-    except (BotoCoreError, OSError) as error:
-        name = key.rsplit("/", 1)[-1]
-        raise ModelError(f"cannot download {name} from S3 ({_failure(error)})") from None
+    with closing(_get_object(client, bucket, key)["Body"]) as body:
+        try:
+            return body.read()
+        except (BotoCoreError, OSError) as error:
+            name = key.rsplit("/", 1)[-1]
+            raise ModelError(f"cannot download {name} from S3 ({_failure(error)})") from None
 
 
 def _download(client: Any, bucket: str, key: str, entry: FileEntry, path: Path) -> None:
     """Stream one object to a temporary file, verify size and sha256, then rename into place."""
     from botocore.exceptions import BotoCoreError
 
-    response = _get_object(client, bucket, key)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        digest, size = hashlib.sha256(), 0
-        with os.fdopen(handle, "wb") as out:
-            for chunk in response["Body"].iter_chunks(CHUNK_BYTES):
-                size += len(chunk)
-                if size > entry.size:
-                    break
-                digest.update(chunk)
-                out.write(chunk)
-        if size != entry.size:
-            raise ModelError(
-                f"{entry.name} in S3 has a different size than manifest.json says ({entry.size})"
-            )
-        if digest.hexdigest() != entry.sha256:
-            raise ModelError(
-                f"{entry.name} downloaded from S3 does not match its sha256 in manifest.json"
-            )
-        os.replace(temporary, path)
-    except (BotoCoreError, OSError) as error:
-        # Only this download's own temporary file goes: `path` may be another cold start's
-        # verified copy, sharing the cache.
-        Path(temporary).unlink(missing_ok=True)
-        raise ModelError(f"cannot download {entry.name} from S3 ({_failure(error)})") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # Closed however it ends, so that a failed or refused download returns its connection.
+    with closing(_get_object(client, bucket, key)["Body"]) as body:
+        handle, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".part"
+        )
+        try:
+            digest, size = hashlib.sha256(), 0
+            with os.fdopen(handle, "wb") as out:
+                for chunk in body.iter_chunks(CHUNK_BYTES):
+                    size += len(chunk)
+                    if size > entry.size:
+                        break
+                    digest.update(chunk)
+                    out.write(chunk)
+            if size != entry.size:
+                raise ModelError(
+                    f"{entry.name} in S3 has a different size than manifest.json says "
+                    f"({entry.size})"
+                )
+            if digest.hexdigest() != entry.sha256:
+                raise ModelError(
+                    f"{entry.name} downloaded from S3 does not match its sha256 in manifest.json"
+                )
+            os.replace(temporary, path)
+        except (BotoCoreError, OSError) as error:
+            # Only this download's own temporary file goes: `path` may be another cold start's
+            # verified copy, sharing the cache.
+            Path(temporary).unlink(missing_ok=True)
+            raise ModelError(f"cannot download {entry.name} from S3 ({_failure(error)})") from None
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise

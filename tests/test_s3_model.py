@@ -247,7 +247,10 @@ class Body:
     """An S3 object body that holds `data`, or fails with `error` when read."""
 
     def __init__(self, data: bytes = b"", error: BaseException | None = None) -> None:
-        self.data, self.error = data, error
+        self.data, self.error, self.closed = data, error, False
+
+    def close(self) -> None:
+        self.closed = True
 
     def read(self) -> bytes:
         if self.error is not None:
@@ -262,12 +265,14 @@ class FlakyClient:
     """An S3 client whose downloads fail with `error`, except manifest.json when given."""
 
     def __init__(self, error: BaseException, manifest: bytes | None = None) -> None:
-        self.error, self.manifest = error, manifest
+        self.error, self.manifest, self.bodies = error, manifest, []
 
     def get_object(self, Bucket: str, Key: str) -> dict:  # boto3's argument names
         if Key.endswith("manifest.json") and self.manifest is not None:
-            return {"Body": Body(self.manifest)}
-        return {"Body": Body(error=self.error)}
+            self.bodies.append(Body(self.manifest))
+        else:
+            self.bodies.append(Body(error=self.error))
+        return {"Body": self.bodies[-1]}
 
 
 @pytest.mark.parametrize("read_fails_on", ["manifest.json", "model.onnx"])
@@ -289,3 +294,4 @@ def test_a_failed_download_names_no_bucket_url_or_local_path(
         message = str(caught.value)
         assert message.startswith(f"cannot download {read_fails_on} from S3") and shown in message
         assert "private-bucket" not in message and "/var/task" not in message
+        assert client.bodies and all(body.closed for body in client.bodies)  # no leaked socket
