@@ -93,7 +93,7 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
     if metrics_document.get("data") != training_data:  # parse_metrics checked it is an object
         raise ExportError(
             f"{reports_dir / METRICS_FILE} is from another training run than {artifacts_dir} "
-            f"(its data differ from {DATA_FILE}); pass the --reports of that run"
+            f"(its data or run_id differ from {DATA_FILE}); pass the --reports of that run"
         )
     baseline_files = read_files(artifacts_dir, (BASELINE_FILE, BASELINE_WEIGHTS_FILE))
     combiner_files = read_files(artifacts_dir, (COMBINER_FILE,))

@@ -234,3 +234,18 @@ def test_archives_are_listed_by_papers_then_name_whatever_the_hash_seed():
         "nucl-ex",
         "q-fin",
     ]
+
+
+def test_cs_papers_on_cs_labels_leave_out_a_cs_paper_without_a_kept_cs_label():
+    # Paper 2's primary is cs.DL, a label too rare to keep: it carries only math.NT, so it has
+    # no cs label to be scored on and must not count as a CS paper's miss.
+    labels = ["cs.CV", "cs.LG", "math.NT"]
+    targets = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32)
+    scores = np.array([[0.9, 0.1, 0.0], [0.1, 0.8, 0.1], [0.7, 0.1, 0.2]], dtype=np.float32)
+    predicted = scores >= 0.5
+    breakdown = by_field_and_time(
+        targets, scores, predicted, labels, ["cs.CV", "cs.LG", "cs.DL"], [None] * 3, np.zeros(3)
+    )
+    cs = breakdown["cs_papers_cs_labels"]
+    assert cs["papers"] == 2 and cs["p_at_1"] == 1.0 and cs["micro_f1"] == 1.0
+    assert breakdown["by_archive"]["cs"]["papers"] == 3  # still a cs paper by its primary

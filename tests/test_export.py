@@ -662,8 +662,16 @@ def without(relative: str) -> Callable[[Path], None]:
                 "reports/metrics.json",
                 lambda m: {**m, "data": {**m["data"], "counts": {"rows_read": 1}}},
             ),
-            r"\S+/metrics.json is from another training run than \S+/artifacts \(its data differ "
-            r"from data.json\); pass the --reports of that run",
+            r"\S+/metrics.json is from another training run than \S+/artifacts \(its data or "
+            r"run_id differ from data.json\); pass the --reports of that run",
+        ),
+        (  # the same data and seed, another run (other settings, or interrupted between writes)
+            rewrite_json(
+                "reports/metrics.json",
+                lambda m: {**m, "data": {**m["data"], "run_id": "0123456789abcdef"}},
+            ),
+            r"\S+/metrics.json is from another training run than \S+/artifacts \(its data or "
+            r"run_id differ from data.json\); pass the --reports of that run",
         ),
         (
             rewrite_json(
@@ -713,6 +721,7 @@ def without(relative: str) -> Callable[[Path], None]:
         "corrupt-model",
         "metrics-model",
         "metrics-of-another-run",
+        "metrics-of-another-run-same-data",
         "lstm-thresholds",
         "labels-not-utf8",
         "test-split-not-utf8",

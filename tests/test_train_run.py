@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -84,6 +85,11 @@ def test_end_to_end_on_the_kaggle_sample(tmp_path):
         assert (reports / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (reports / "report.md").read_text()
     assert "| micro-F1 |" in report and "cs.CV" in report and "## Combiners" in report
+    settings_block = report.split("```json\n", 1)[1].split("\n```", 1)[0]
+    assert json.loads(settings_block) == metrics["run"]["settings"]
+    data_json = json.loads((artifacts / "data.json").read_text())
+    assert data_json == metrics["data"] and len(data_json["run_id"]) == 16
+    assert data_json["files"][0]["sha256"] == hashlib.sha256(Path(SAMPLE).read_bytes()).hexdigest()
 
     # Train → export → serve on the same real papers: the runtime must encode and pad exactly
     # as training did, and the exported model must answer through the handler.

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lambda_handler.files import sha256_file
 from train.categories import canonical, is_arxiv_category, respelled
 from train.thresholds import FOLDS
 
@@ -80,6 +81,7 @@ class Splits:
     folded_codes: Counter[str] = field(default_factory=Counter)  # "alias -> canonical": count
     unknown_codes: Counter[str] = field(default_factory=Counter)  # arXiv-style, not in taxonomy
     dropped_labels: Counter[str] = field(default_factory=Counter)  # label: its training papers
+    checksums: dict[str, tuple[str, int]] = field(default_factory=dict)  # per file: sha256, bytes
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -189,6 +191,8 @@ class FileLoad:
     folded_codes: Counter[str] = field(default_factory=Counter)
     unknown_codes: Counter[str] = field(default_factory=Counter)
     unparsable_rows: list[int] = field(default_factory=list)  # the first few, numbered from 1
+    sha256: str = ""  # of the file as it was read, not as it may be when the run ends
+    size: int = 0
 
 
 def describe_rows(rows: list[int], total: int) -> str:
@@ -217,7 +221,9 @@ def read_papers(path: Path, source: str | None = None) -> FileLoad:
     paper's `source` is `source`, by default the file's name."""
     frame = read_csv(path)
     source = source or path.name
-    load = FileLoad([], {"rows_read": len(frame)})
+    load = FileLoad(
+        [], {"rows_read": len(frame)}, sha256=sha256_file(path), size=path.stat().st_size
+    )
     # `date`, or `Date` and the like: a dated file is never silently read as undated
     date_column = next((c for c in frame.columns if str(c).strip().lower() == DATE_COLUMN), None)
     has_date = date_column is not None
@@ -424,6 +430,7 @@ def prepare(paths: Path | list[Path], *, seed: int, min_label_count: int) -> Spl
         folded_codes=sum((load.folded_codes for load in loads.values()), Counter()),
         unknown_codes=sum((load.unknown_codes for load in loads.values()), Counter()),
         dropped_labels=rare,
+        checksums={name: (load.sha256, load.size) for name, load in loads.items()},
     )
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support, precision_score, recall_score
 
-from train.categories import archive
+from train.categories import archive, is_cs_or_stat
 
 
 def precision_at_k(targets: np.ndarray, probabilities: np.ndarray, k: int) -> float:
@@ -100,7 +100,7 @@ def by_field_and_time(
     file's papers that carry one of them are also scored on those labels only: the papers and
     labels of such a model's own test split, since a paper's split depends only on its text."""
     archives = np.array([archive(code) for code in primaries])
-    outside = ~np.isin(archives, ("cs", "stat"))
+    outside = ~np.array([is_cs_or_stat(code) for code in primaries], dtype=bool)
     result: dict[str, object] = {
         "outside_cs_stat": subset_scores(targets, probabilities, predicted, outside),
         "by_archive": {},
@@ -120,8 +120,10 @@ def by_field_and_time(
             "commonest": [{"label": code, "papers": n} for code, n in mistaken.most_common(3)],
         }
         result["by_archive"][name] = scores
-    cs_rows = archives == "cs"
     cs_labels = np.array([archive(code) == "cs" for code in labels])
+    # CS papers that carry a kept cs label: one whose only cs label was too rare to keep has
+    # nothing to be scored on here (as in the by-file figure below).
+    cs_rows = (archives == "cs") & targets[:, cs_labels].any(axis=1)
     if cs_rows.any() and cs_labels.any():
         result["cs_papers_cs_labels"] = subset_scores(
             targets[:, cs_labels], probabilities[:, cs_labels], predicted[:, cs_labels], cs_rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
 import json
 import sys
@@ -22,7 +23,6 @@ from export.artifacts import (
     TEST_SPLIT_FILE,
 )
 from lambda_handler.files import (
-    sha256_file,
     staged_directory,
     write_bytes_atomic,
     write_files_atomic,
@@ -174,6 +174,18 @@ def jsonl_gz(papers: list[data.Paper]) -> bytes:
     return buffer.getvalue()
 
 
+def run_id(scores: dict[str, np.ndarray]) -> str:
+    """A fingerprint of a run's scores, which differ between runs on other data, settings or
+    code. `data.json` and `reports/metrics.json` both carry it, so that the export refuses an
+    artifacts folder paired with another run's reports (`--artifacts` and `--reports` are
+    written separately and can be pointed at different runs)."""
+    digest = hashlib.sha256()
+    for name in sorted(scores):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(scores[name]).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def npz_bytes(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -212,13 +224,14 @@ def precision_at_1(targets: np.ndarray, scores: np.ndarray) -> float:
 
 
 def describe_data(paths: list[Path], splits: data.Splits) -> dict[str, object]:
-    """Checksums and counts of every input file, and of the run as a whole."""
+    """Checksums (taken when each file was read) and counts of every input file, and of the
+    run as a whole."""
     return {
         "files": [
             {
                 "path": str(path),
-                "sha256": sha256_file(path),
-                "bytes": path.stat().st_size,
+                "sha256": splits.checksums[str(path)][0],
+                "bytes": splits.checksums[str(path)][1],
                 "counts": splits.files[str(path)],
             }
             for path in paths
@@ -346,7 +359,14 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         results_by_model[name].pop("_predicted")
 
     support = targets["train"].sum(axis=0)
-    data_info = describe_data(paths, splits)
+    scores = {
+        "lstm_val": val_scores["lstm"],
+        "baseline_val": val_scores["baseline"],
+        "lstm_test": test_scores["lstm"],
+        "baseline_test": test_scores["baseline"],
+        "served_test": served_test,
+    }
+    data_info = {**describe_data(paths, splits), "run_id": run_id(scores)}
     combiner_document, combiner_arrays = choice.combiner.to_files()
 
     stage_seconds["combiner, rules and evaluation"] = round(time.time() - evaluation_started, 1)
@@ -373,16 +393,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         if combiner_arrays is not None:
             write_bytes_atomic(staging / COMBINER_WEIGHTS_FILE, combiner_arrays)
         write_bytes_atomic(staging / TEST_SPLIT_FILE, jsonl_gz(papers["test"]))
-        write_bytes_atomic(
-            staging / PREDICTIONS_FILE,
-            npz_bytes(
-                lstm_val=val_scores["lstm"],
-                baseline_val=val_scores["baseline"],
-                lstm_test=test_scores["lstm"],
-                baseline_test=test_scores["baseline"],
-                served_test=served_test,
-            ),
-        )
+        write_bytes_atomic(staging / PREDICTIONS_FILE, npz_bytes(**scores))
         write_json_atomic(staging / DATA_FILE, data_info)
     write_files_atomic(settings.reports, reports)
     seconds = results["run"]["seconds"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import matplotlib
@@ -357,7 +358,7 @@ def markdown(results: dict) -> str:
         ),
         "",
         "```json",
-        str(results["run"]["settings"]),
+        json.dumps(results["run"]["settings"], indent=2),
         "```",
         "",
     ]
