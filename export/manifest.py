@@ -41,15 +41,19 @@ def utc_timestamp(created: datetime) -> str:
     return f"{created:%Y-%m-%dT%H:%M:%SZ}"
 
 
-def summarize_metrics(value: object, label_codes: frozenset[str]) -> object:
-    """`value` without per-label tables: lists and objects keyed by label codes are dropped."""
+PER_LABEL_TABLE = "per_label"  # metrics.json's name for a table with one entry per label
+
+
+def summarize_metrics(value: object) -> object:
+    """`value` without per-label tables: lists (thresholds, rules, combiners) and `per_label`
+    objects are dropped. Tables keyed otherwise stay, even where a key is also a label code
+    (`by_archive` has `astro-ph` and `hep-th`, archives that are labels too)."""
     if not isinstance(value, dict):
         return value
     return {
-        key: summarize_metrics(item, label_codes)
+        key: summarize_metrics(item)
         for key, item in value.items()
-        if not isinstance(item, list)
-        and not (isinstance(item, dict) and label_codes.intersection(item))
+        if not isinstance(item, list) and key != PER_LABEL_TABLE
     }
 
 

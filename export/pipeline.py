@@ -273,8 +273,7 @@ def measure_end_to_end(
 
 def manifest_metrics(artifacts: Artifacts) -> dict[str, object]:
     """Each component's and the served system's test metrics, without per-label tables."""
-    codes = frozenset(label.code for label in artifacts.labels)
-    return {name: summarize_metrics(value, codes) for name, value in artifacts.metrics.items()}
+    return {name: summarize_metrics(value) for name, value in artifacts.metrics.items()}
 
 
 def verify_staged(

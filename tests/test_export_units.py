@@ -429,16 +429,17 @@ def test_gate_accepts_targets_met_exactly() -> None:
 
 
 def test_summary_drops_per_label_tables_only() -> None:
+    by_archive = {"cs": {"p_at_1": 0.8}, "hep-th": {"p_at_1": 0.9}}  # hep-th is a label too
     metrics = {
         "rule": "global",
         "thresholds": [0.5, 0.4],
-        "test": {"micro_f1": 0.7, "papers": 10, "per_label": {"cs.CV": {"f1": 0.1}}},
-        "history": {"cs.LG": 1},
+        "test": {"micro_f1": 0.7, "papers": 10, "per_label": {"hep-th": {"f1": 0.1}}},
+        "breakdown": {"by_archive": by_archive},
     }
-    codes = frozenset({"cs.CV", "cs.LG"})
-    assert summarize_metrics(metrics, codes) == {
+    assert summarize_metrics(metrics) == {
         "rule": "global",
         "test": {"micro_f1": 0.7, "papers": 10},
+        "breakdown": {"by_archive": by_archive},
     }
 
 
