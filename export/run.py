@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export import ExportError
@@ -25,9 +25,11 @@ from export.graph import MIN_OPSET
 from export.parity import BATCH_SIZE
 from export.reference import REFERENCE_FILE
 from export.upload import check_destination, parse_s3_uri, s3_client, upload_model_dir
+from lambda_handler.files import OutputFolderError, check_writable_folder
 from lambda_handler.signals import interrupt_on_signals
 
 logger = logging.getLogger("export")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def positive_int(text: str) -> int:
@@ -41,17 +43,24 @@ def positive_int(text: str) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; `--skip-export` only makes sense with `--upload`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # The same defaults as train/run.py's, wherever the command is run from.
     parser.add_argument(
-        "--artifacts", type=Path, default=Path("artifacts"), help="train/run.py output"
+        "--artifacts",
+        type=Path,
+        default=REPO / "artifacts",
+        help="train/run.py output (./artifacts)",
     )
     parser.add_argument(
         "--reports",
         type=Path,
-        default=Path("reports"),
-        help=f"holds metrics.json; gets {REFERENCE_FILE}",
+        default=REPO / "reports",
+        help=f"holds metrics.json; gets {REFERENCE_FILE} (./reports)",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("lambda_handler/model"), help="model directory to write"
+        "--out",
+        type=Path,
+        default=REPO / "lambda_handler" / "model",
+        help="model directory to write (./lambda_handler/model)",
     )
     parser.add_argument("--upload", metavar="S3_URI", help="upload --out to s3://bucket/prefix")
     parser.add_argument(
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         if location is not None:
             keys = upload_model_dir(args.out, location, client, replace=args.replace)
             logger.info("uploaded %d files to %s, manifest last", len(keys), location)
-    except ExportError as error:
+    except (ExportError, OutputFolderError) as error:
         print(f"export: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -115,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_export(args: argparse.Namespace) -> None:
     """Check the artifacts, then export; TensorFlow is imported only now, as it takes seconds."""
     artifacts = load_artifacts(args.artifacts, args.reports)
+    # The reference is written after the new model is swapped in: a reports folder that cannot
+    # take it must stop the export before, not leave the new model beside the old reference.
+    check_writable_folder(args.reports)
     from train.quiet_tensorflow import import_tensorflow
 
     import_tensorflow()

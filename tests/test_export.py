@@ -783,3 +783,14 @@ def test_shipped_baseline_scores_refuse_nan_on_either_side() -> None:
     artifacts.baseline = SimpleNamespace(predict_proba=lambda documents: good)
     artifacts.predictions = {"baseline": good}
     np.testing.assert_array_equal(shipped_baseline_scores(artifacts, [0, 1, 2]), good)
+
+
+def test_default_folders_are_the_repositorys_wherever_the_export_runs(monkeypatch, tmp_path):
+    # As train/run.py's: run from elsewhere right after training, it finds that training run.
+    from export.run import parse_args
+
+    monkeypatch.chdir(tmp_path)
+    args = parse_args([])
+    assert (args.artifacts, args.reports, args.out) == (
+        REPO / "artifacts", REPO / "reports", REPO / "lambda_handler" / "model",
+    )  # fmt: skip
