@@ -22,7 +22,7 @@ from export.parity import (
     check_parity,
     length_batches,
     measure_parity,
-    singles_by_length,
+    single_positions,
 )
 from export.quantize import (
     MAX_WEIGHT,
@@ -348,10 +348,19 @@ def test_length_batches_sort_and_pre_pad_each_batch_to_its_longest() -> None:
     assert next(length_batches(sequences, 2)).dtype == np.int32
 
 
-def test_singles_span_shortest_to_longest_at_exact_length() -> None:
-    sequences = [list(range(1, n + 1)) for n in (5, 1, 9, 3, 7)]
-    assert [single.shape for single in singles_by_length(sequences, 3)] == [(1, 1), (1, 5), (1, 9)]
-    assert len(singles_by_length(sequences, 99)) == len(sequences)
+def test_singles_span_shortest_to_longest() -> None:
+    assert single_positions(5, 3).tolist() == [0, 2, 4]
+    assert single_positions(5, 99).tolist() == [0, 1, 2, 3, 4]
+    assert single_positions(5, 0).tolist() == []
+
+
+def test_a_paper_agrees_only_if_it_agrees_alone_too_and_counts_once() -> None:
+    # The longest paper flips only when run alone: one paper of 50 disagrees (not one of 54 runs).
+    def flips_alone(batch: np.ndarray) -> np.ndarray:
+        return fake_model(batch) + np.float32(0.5) * (len(batch) == 1 and batch.shape[1] == 9)
+
+    report = measure_parity(fake_model, flips_alone, SEQUENCES, [0.5] * 3, batch_size=8, singles=4)
+    assert report.papers == 50 and report.label_set_agreement == pytest.approx(49 / 50)
 
 
 def test_served_label_sets_apply_thresholds_and_always_keep_the_top_label() -> None:
