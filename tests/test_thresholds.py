@@ -99,3 +99,12 @@ def test_micro_ascent_never_lowers_in_sample_micro_f1_and_adapts_per_label():
     global_f1 = thresholds.micro_f1(targets, scores >= start)
     assert thresholds.micro_f1(targets, scores >= ascended) >= global_f1
     assert len(set(ascended.tolist())) > 1
+
+
+def test_rules_give_float32_thresholds_as_served():
+    rng = np.random.default_rng(0)
+    targets = (rng.random((200, 4)) < 0.3).astype(np.float32)
+    scores = np.clip(targets * 0.5 + rng.random((200, 4)) * 0.5, 0, 1).astype(np.float32)
+    for rule in RULES:
+        fitted = rule.fit(targets, scores)
+        assert fitted.dtype == np.float32 and fitted.shape == (4,), rule.name

@@ -146,11 +146,13 @@ class Rule:
     objective: str = "label-f1"
 
     def fit(self, targets: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        """Per-label thresholds for this rule, tuned on `targets`/`probabilities`."""
+        """Per-label thresholds for this rule, tuned on `targets`/`probabilities`: float32, as
+        labels.json serves them, so that training's figures count exactly the labels that
+        serving would give (a score equal to a float32 threshold is kept by both)."""
         global_t = best_global_threshold(targets, probabilities)
         n_labels = targets.shape[1]
         if np.isinf(self.prior):
-            return np.full(n_labels, global_t)
+            return np.full(n_labels, global_t, dtype=np.float32)
         support = targets.sum(axis=0)
         if self.objective == "micro-f1":
             own = micro_ascent_thresholds(targets, probabilities, global_t)
@@ -158,7 +160,7 @@ class Rule:
             own = per_label_thresholds(targets, probabilities)
         weight = np.divide(support, support + self.prior, out=np.zeros(n_labels), where=support > 0)
         shrunk = weight * own + (1.0 - weight) * global_t
-        return np.where(support >= self.min_support, shrunk, global_t)
+        return np.where(support >= self.min_support, shrunk, global_t).astype(np.float32)
 
 
 RULES = (
