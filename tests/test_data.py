@@ -86,6 +86,18 @@ def test_deduplicate_merges_by_normalised_title_and_by_abstract_uniting_labels()
     ]  # the first copy's place and text, the first date found
 
 
+def test_which_papers_merge_does_not_depend_on_their_order():
+    # C shares A's title and B's abstract: all three are one paper, whichever comes first.
+    a = Paper("Sparse Attention for Long Documents", words_abstract("x"), ("cs.CL",))
+    b = Paper("A Survey of Graph Neural Networks", words_abstract("y"), ("cs.LG",))
+    c = Paper("Sparse attention for long documents", words_abstract("y"), ("stat.ML",))
+    for order in ([a, b, c], [b, c, a], [c, a, b]):
+        merged, duplicates = deduplicate(order)
+        assert duplicates == 2 and len(merged) == 1
+        assert merged[0].title == order[0].title  # the first copy's text
+        assert set(merged[0].labels) == {"cs.CL", "cs.LG", "stat.ML"}
+
+
 def test_empty_titles_and_short_boilerplate_abstracts_merge_no_unrelated_papers():
     withdrawn = "This paper has been withdrawn by the author."
     papers = [

@@ -330,29 +330,42 @@ def deduplicate(papers: list[Paper]) -> tuple[list[Paper], int]:
     A title of fewer than `MIN_TITLE_KEY_WORDS` words ("Introduction") is no key, nor is an
     abstract shorter than `MIN_ABSTRACT_KEY_WORDS` words ("This paper has been withdrawn."),
     so that unrelated papers are not merged; abstracts are compared ignoring case and spacing.
-    A paper listed twice keeps its first position, so the later split stays deterministic.
+    Sharing is transitive (a copy with A's title and B's abstract merges all three), so which
+    papers merge does not depend on the files' order; a merged paper keeps its first copy's
+    text and position, so the later split stays deterministic.
     """
-    merged: list[Paper] = []
-    index_by_key: dict[tuple[str, str], int] = {}
-    for paper in papers:
+    parent = list(range(len(papers)))  # union-find over papers sharing a key
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_with_key: dict[tuple[str, str], int] = {}
+    for i, paper in enumerate(papers):
         title, abstract = normalize_title(paper.title), normalize_abstract(paper.abstract)
         keys = [
             *([("title", title)] if len(title.split()) >= MIN_TITLE_KEY_WORDS else []),
             *([("abstract", abstract)] if len(abstract.split()) >= MIN_ABSTRACT_KEY_WORDS else []),
         ]
-        found = next((index_by_key[key] for key in keys if key in index_by_key), None)
-        if found is None:
-            found = len(merged)
-            merged.append(paper)
-        else:
-            kept = merged[found]
-            merged[found] = replace(
-                kept,
-                labels=tuple(dict.fromkeys(kept.labels + paper.labels)),
-                date=kept.date or paper.date,
-            )
         for key in keys:
-            index_by_key.setdefault(key, found)
+            other = first_with_key.setdefault(key, i)
+            a, b = root(other), root(i)
+            parent[max(a, b)] = min(a, b)  # a group's root is its first paper
+    groups: dict[int, list[int]] = {}
+    for i in range(len(papers)):
+        groups.setdefault(root(i), []).append(i)
+    merged = []
+    for members in groups.values():  # in the order of each group's first paper
+        copies = [papers[i] for i in members]
+        merged.append(
+            replace(
+                copies[0],
+                labels=tuple(dict.fromkeys(code for copy in copies for code in copy.labels)),
+                date=next((copy.date for copy in copies if copy.date), None),
+            )
+        )
     return merged, len(papers) - len(merged)
 
 
