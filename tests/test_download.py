@@ -180,6 +180,15 @@ def test_http_error_is_reported_with_its_status(server: str, out_dir: Path) -> N
     assert _files(out_dir) == []
 
 
+def test_a_destination_that_cannot_be_written_is_a_download_error(server: str, tmp_path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    url = f"{server}/data.csv"
+    with pytest.raises(DownloadError) as caught:
+        download(url, tmp_path / "file" / "a.csv", expected_sha256=None, expected_size=None)
+    assert str(caught.value).startswith(f"download of {url} failed: cannot write to {tmp_path}")
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
 def test_refused_connection_is_a_download_error(out_dir: Path) -> None:
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))

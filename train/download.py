@@ -61,10 +61,15 @@ def download(
     it is not the CSV expected), so nothing that fails it ever lands at `destination`.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp"
-    )
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp"
+        )
+    except OSError as error:
+        raise DownloadError(
+            url, f"cannot write to {destination.parent} ({error.strerror})"
+        ) from None
     try:
         with os.fdopen(handle, "wb") as out:
             _fetch(url, out, expected_size, timeout, destination.name if progress else None)

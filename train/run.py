@@ -174,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    from train.quiet_tensorflow import import_tensorflow
-
-    import_tensorflow()  # only once the data is good: it takes seconds
-    from train.pipeline import Settings, run
-
     try:
+        from train.quiet_tensorflow import import_tensorflow
+
+        import_tensorflow()  # only once the data is good: it takes seconds
+        from train.pipeline import Settings, run
+
         run(paths, splits, Settings.from_args(args))
     except OutputFolderError as error:  # the folder changed during the run
         print(f"error: {error}", file=sys.stderr)
