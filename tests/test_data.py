@@ -361,10 +361,10 @@ def test_several_files_are_deduplicated_across_and_counted_per_file(tmp_path):
     assert loads[str(first)].counts["papers_kept"] == 2
 
 
-def test_a_date_column_is_found_whatever_its_case(tmp_path):
+def test_columns_are_found_whatever_their_case(tmp_path):
     path = write_rows(
         tmp_path / "a.csv",
-        ["titles", "summaries", "terms", " Date"],
+        ["Titles", " summaries", "TERMS ", " Date"],
         [("Deep Nets for Vision", "first abstract", "['cs.LG']", "2019-05-01")],
     )
     (paper,), counts, _, _ = load_files([path])

@@ -125,6 +125,14 @@ def read_csv(path: Path) -> pd.DataFrame:
             f"{path}: the header names {', '.join(map(repr, repeated))} more than once (in "
             "any case); which column holds the data cannot be told: keep one"
         )
+    # `Titles` or ` terms` name the required columns too, as `Date` names the date column.
+    frame = frame.rename(
+        columns={
+            column: str(column).strip().lower()
+            for column in frame.columns
+            if str(column).strip().lower() in REQUIRED_COLUMNS
+        }
+    )
     missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
     if missing:
         found = ", ".join(repr(str(column)[:50]) for column in frame.columns[:8])
