@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lambda_handler.api import ApiError, utf8_json
+from lambda_handler.api import ApiError, json_problem, strict_json, utf8_json
 from lambda_handler.bulk import (
     ABSTRACT_FIELDS,
     TITLE_FIELDS,
@@ -119,9 +119,13 @@ def _jsonl_papers(text: str) -> Iterator[Paper]:
             continue
         where = f"line {number}"
         try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            yield Paper(str(number), where, {"invalid": "not valid JSON"})
+            record = strict_json(line)
+        except (ValueError, RecursionError) as error:
+            yield Paper(
+                str(number),
+                where,
+                {"invalid": f"not valid JSON: {json_problem(error, record=True)}"},
+            )
             continue
         if not isinstance(record, dict):
             yield Paper(str(number), where, {"invalid": "not a JSON object"})

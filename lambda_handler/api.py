@@ -193,17 +193,21 @@ def read_json(request: Request) -> object:
         # One rule on both paths: the body is UTF-8, and a leading UTF-8 byte-order mark is
         # ignored (RFC 8259 §8.1). json.loads would guess UTF-16/32 for bytes by itself.
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(
-            text.removeprefix("\ufeff"),
-            parse_constant=_reject_constant,
-            parse_int=_parse_int,
-            object_pairs_hook=_unique_keys,
-        )
+        return strict_json(text.removeprefix("\ufeff"))
     except (ValueError, RecursionError) as error:
-        detail = "not UTF-8" if isinstance(error, UnicodeDecodeError) else _json_problem(error)
+        detail = "not UTF-8" if isinstance(error, UnicodeDecodeError) else json_problem(error)
         raise ApiError(
             400, "invalid_json", f"the request body is not valid JSON: {detail}"
         ) from None
+
+
+def strict_json(text: str) -> object:
+    """`json.loads` as every input path reads JSON (request bodies, JSON Lines records): no
+    NaN or Infinity, no key twice in one object, and huge integers as floats. Raises
+    ValueError or RecursionError; `json_problem` says what was wrong in one line."""
+    return json.loads(
+        text, parse_constant=_reject_constant, parse_int=_parse_int, object_pairs_hook=_unique_keys
+    )
 
 
 def _too_large() -> ApiError:
@@ -236,12 +240,15 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return fields
 
 
-def _json_problem(error: BaseException) -> str:
+def json_problem(error: BaseException, record: bool = False) -> str:
+    """One line on why `strict_json` refused its text; for a JSON Lines `record`, which is one
+    line, the position is its column only."""
     if isinstance(error, RecursionError):
         return "nested too deeply"
     if isinstance(error, json.JSONDecodeError):
         # Some messages end in " at" already ("Invalid control character at").
-        return f"{error.msg.removesuffix(' at')} at line {error.lineno} column {error.colno}"
+        where = f"column {error.colno}" if record else f"line {error.lineno} column {error.colno}"
+        return f"{error.msg.removesuffix(' at')} at {where}"
     return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
 
 

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from lambda_handler.api import ApiError, utf8_json
+from lambda_handler.api import ApiError, json_problem, strict_json, utf8_json
 from lambda_handler.bulk import (
     ABSTRACT_FIELDS,
     classify,
@@ -174,14 +174,13 @@ def _jsonl_entries(stream: IO[bytes]) -> Iterator[Entry]:
         if not line.strip():
             continue  # blank lines hold no record
         try:
-            entry = Entry(index, line_number, json.loads(line.decode("utf-8")))
+            entry = Entry(index, line_number, strict_json(line.decode("utf-8")))
         except UnicodeDecodeError:
             entry = Entry(
                 index, line_number, error=("invalid_json", f"line {line_number} is not UTF-8")
             )
         except (ValueError, RecursionError) as error:
-            detail = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
-            message = f"line {line_number} is not valid JSON: {detail}"
+            message = f"line {line_number} is not valid JSON: {json_problem(error, record=True)}"
             entry = Entry(index, line_number, error=("invalid_json", message))
         yield entry
         index += 1

@@ -105,6 +105,8 @@ def test_jsonl_gz_file_with_ids_and_bad_lines(capsys, tmp_path, serving_model_di
         json.dumps({"id": "c", "abstract": "the of and"}),
         json.dumps({"title": "t", "abstract": "robot agents", "labels": ["cs.RO"]}),
         json.dumps({"abstract": "robot agents", "Abstract ": "image pixels"}),
+        '{"abstract": "robot agents", "abstract": "the"}',  # as the API: refused, not last-wins
+        '{"abstract": "robot agents", "top_k": NaN}',
     ]
     path = tmp_path / "papers.jsonl.gz"
     path.write_bytes(gzip.compress("\n".join(lines).encode()))
@@ -114,10 +116,17 @@ def test_jsonl_gz_file_with_ids_and_bad_lines(capsys, tmp_path, serving_model_di
     assert code == 1
     assert [json.loads(line)["id"] for line in out.splitlines()] == ["a", "5"]
     errors = err.splitlines()
-    assert len(errors) == 3
-    assert errors[0] == "error: line 3: not valid JSON"
+    assert len(errors) == 5
+    assert errors[0] == (
+        "error: line 3: not valid JSON: Expecting property name enclosed in double quotes at "
+        "column 2"
+    )
     assert errors[1].startswith("error: line 4: abstract has no content words")
     assert errors[2].startswith("error: line 6: the record has two 'abstract' fields")
+    assert errors[3] == (
+        "error: line 7: not valid JSON: the key 'abstract' appears twice in one object"
+    )
+    assert errors[4] == "error: line 8: not valid JSON: NaN is not a JSON number"
 
 
 @pytest.mark.parametrize(
@@ -236,7 +245,7 @@ def test_deeply_nested_json_lines_and_a_corrupt_gzip_block_are_one_line_each(
     nested = tmp_path / "nested.jsonl"
     nested.write_text("[" * 100_000 + "\n" + json.dumps({"abstract": ABSTRACT}) + "\n")
     code, out, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(nested))
-    assert code == 1 and err == "error: line 1: not valid JSON\n" and "cs." in out
+    assert code == 1 and err == "error: line 1: not valid JSON: nested too deeply\n" and "cs." in out
     packed = gzip.compress(("title,abstract\n" + f"T,{ABSTRACT}\n" * 200).encode())
     corrupt = tmp_path / "corrupt.csv.gz"
     corrupt.write_bytes(packed[:20] + bytes(b ^ 0xFF for b in packed[20:60]) + packed[60:])
