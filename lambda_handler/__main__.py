@@ -26,6 +26,7 @@ from pathlib import Path
 from lambda_handler.api import ApiError, json_problem, strict_json, utf8_json
 from lambda_handler.bulk import (
     ABSTRACT_FIELDS,
+    CSV_FIELD_LIMIT,
     TITLE_FIELDS,
     column_for,
     field_count_problem,
@@ -73,7 +74,7 @@ def read_papers(path: Path) -> Iterator[Paper]:
 def _csv_papers(text: str, path: Path) -> Iterator[Paper]:
     """Every row, parsed strictly and all at once, so that a broken quote (which would merge
     rows) stops the run with its row number before any paper is classified."""
-    csv.field_size_limit(1 << 24)
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     rows: list[dict[str, str]] = []
     try:

@@ -24,12 +24,14 @@ from lambda_handler.routes import paper_answer
 from lambda_handler.validation import (
     MAX_DOCUMENTS,
     MAX_ID_CHARS,
+    no_content_words,
     parse_document,
     parse_threshold,
     parse_top_k,
 )
 
 BATCH_KEYS = frozenset({"Items", "BatchInput"})
+CSV_FIELD_LIMIT = 1 << 24  # one CSV field may hold up to 16 MiB before the row is refused
 # A batch's answer must fit Step Functions' 256 KiB limit on a task's result: 64 results of the
 # 20 longest label names and 256-character ids take about 140 KB (216 KiB if every id character
 # is a JSON-escaped control character); 64 real abstracts took 115 KB (2026-12-06).
@@ -114,7 +116,7 @@ def encode(classifier: Classifier, record: object) -> Encoded:
     document = parse_document(paper_fields(record), "")
     encoded = classifier.encode(document.title, document.abstract)
     if encoded is None:
-        raise ApiError(400, "no_content_words", "the abstract has no content words")
+        raise no_content_words("abstract")
     return encoded
 
 

@@ -37,6 +37,7 @@ from typing import IO, Any
 from lambda_handler.api import ApiError, json_problem, strict_json, utf8_json
 from lambda_handler.bulk import (
     ABSTRACT_FIELDS,
+    CSV_FIELD_LIMIT,
     classify,
     column_for,
     field_count_problem,
@@ -52,7 +53,6 @@ from lambda_handler.validation import DEFAULT_TOP_K
 DEFAULT_BATCH_SIZE = 64  # ItemBatcher's MaxItemsPerBatch in infra/template.yaml
 DEFAULT_PART_BATCHES = 100  # batches per output file: 6,400 records, the unit of resuming
 RUN_FILE, SUMMARY_FILE = "_run.json", "_summary.json"
-CSV_FIELD_LIMIT = 1 << 24  # one CSV field may hold up to 16 MiB before the row is refused
 
 
 class BulkError(Exception):

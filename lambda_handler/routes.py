@@ -15,7 +15,7 @@ import numpy as np
 from lambda_handler import pages
 from lambda_handler.api import ApiError, Request, Response, json_response, read_json
 from lambda_handler.model import Classifier
-from lambda_handler.validation import ClassifyRequest, parse_classify
+from lambda_handler.validation import ClassifyRequest, no_content_words, parse_classify
 
 ALLOWED_METHODS: dict[str, tuple[str, ...]] = {
     "/classify": ("POST", "OPTIONS"),
@@ -117,13 +117,8 @@ class Router:
         for index, document in enumerate(request.documents):
             encoded = classifier.encode(document.title, document.abstract)
             if encoded is None:
-                where = f"documents[{index}].abstract" if request.is_batch else "abstract"
-                raise ApiError(
-                    400,
-                    "no_content_words",
-                    f"{where} has no content words after tokenization (only stopwords, "
-                    "numbers, punctuation or letters outside the Latin alphabet; the model "
-                    "reads English); there is nothing to classify",
+                raise no_content_words(
+                    f"documents[{index}].abstract" if request.is_batch else "abstract"
                 )
             papers.append(encoded)
         scores = classifier.predict(papers)

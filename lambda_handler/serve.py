@@ -19,8 +19,8 @@ from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import urlsplit
 
+from lambda_handler.api import JSON_CONTENT_TYPE
 from lambda_handler.service import Service
 from lambda_handler.settings import Settings
 
@@ -31,7 +31,10 @@ def build_event(
     method: str, target: str, headers: list[tuple[str, str]], body: bytes, client: str
 ) -> dict[str, object]:
     """The HTTP API (payload format 2.0) event API Gateway would send for this request."""
-    parts = urlsplit(target)
+    # The request target is a path and a query (`//classify` included), never a URL with a
+    # host: urlsplit would read `//classify` as a host named classify.
+    path, _, query = target.partition("?")
+    path = path.partition("#")[0]
     merged: dict[str, str] = {}
     for name, value in headers:
         key = name.lower()
@@ -40,12 +43,12 @@ def build_event(
         text, encoded = body.decode("utf-8"), False
     except UnicodeDecodeError:
         text, encoded = base64.b64encode(body).decode("ascii"), True
-    path = parts.path or "/"
+    path = path or "/"
     event: dict[str, object] = {
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
-        "rawQueryString": parts.query,
+        "rawQueryString": query.partition("#")[0],
         "headers": merged,
         "requestContext": {
             "http": {
@@ -152,7 +155,7 @@ def make_server(service: Service, host: str = "127.0.0.1", port: int = 3000) -> 
         def _reply_error(self, status: int, code: str, message: str) -> None:
             """A JSON error like the function's own, for what never reaches the function."""
             data = json.dumps({"error": code, "message": message}).encode("utf-8")
-            headers = {"Content-Type": "application/json; charset=utf-8"}
+            headers = {"Content-Type": JSON_CONTENT_TYPE}
             self._send(status, {**headers, "X-Request-Id": str(uuid.uuid4())}, data)
 
         def _send(self, status: int, headers: dict[str, object], data: bytes) -> None:

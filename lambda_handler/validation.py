@@ -44,6 +44,8 @@ def parse_classify(payload: object, n_labels: int) -> ClassifyRequest:
     """Check a classify body against the API contract; raise ApiError (400 or 413)."""
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_request", "the request must be a JSON object")
+    if "documents" in payload and payload["documents"] is None:  # null counts as absent
+        payload = {name: value for name, value in payload.items() if name != "documents"}
     batch = "documents" in payload
     _refuse_unknown(payload, BATCH_FIELDS if batch else SINGLE_FIELDS, "")
     top_k = parse_top_k(payload.get("top_k"), n_labels)
@@ -69,6 +71,18 @@ def parse_classify(payload: object, n_labels: int) -> ClassifyRequest:
         _refuse_unknown(item, DOCUMENT_FIELDS, where)
         documents.append(parse_document(item, where))
     return ClassifyRequest(tuple(documents), top_k, threshold, is_batch=True)
+
+
+def no_content_words(field: str) -> ApiError:
+    """The 400 for a paper whose `field` (`abstract`, `documents[2].abstract`) has nothing
+    the models read: the same words on every path (API, bulk runs, the CLI)."""
+    return ApiError(
+        400,
+        "no_content_words",
+        f"{field} has no content words after tokenization (only stopwords, numbers, "
+        "punctuation or letters outside the Latin alphabet; the model reads English); there is "
+        "nothing to classify",
+    )
 
 
 def parse_document(fields: dict, where: str) -> Document:

@@ -245,7 +245,9 @@ def test_deeply_nested_json_lines_and_a_corrupt_gzip_block_are_one_line_each(
     nested = tmp_path / "nested.jsonl"
     nested.write_text("[" * 100_000 + "\n" + json.dumps({"abstract": ABSTRACT}) + "\n")
     code, out, err = run(capsys, "--model-dir", str(serving_model_dir), "--file", str(nested))
-    assert code == 1 and err == "error: line 1: not valid JSON: nested too deeply\n" and "cs." in out
+    assert (
+        code == 1 and err == "error: line 1: not valid JSON: nested too deeply\n" and "cs." in out
+    )
     packed = gzip.compress(("title,abstract\n" + f"T,{ABSTRACT}\n" * 200).encode())
     corrupt = tmp_path / "corrupt.csv.gz"
     corrupt.write_bytes(packed[:20] + bytes(b ^ 0xFF for b in packed[20:60]) + packed[60:])

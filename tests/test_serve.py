@@ -167,6 +167,8 @@ def test_build_event_is_an_http_api_v2_event():
     assert event["requestContext"]["http"]["method"] == "POST"
     assert (event["isBase64Encoded"], event["body"]) == (True, "/w==")
     assert "body" not in build_event("GET", "/health", [], b"", "127.0.0.1")
+    doubled = build_event("POST", "//classify?top_k=2", [], b"{}", "127.0.0.1")  # no host
+    assert (doubled["rawPath"], doubled["rawQueryString"]) == ("//classify", "top_k=2")
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
