@@ -22,6 +22,7 @@ import onnx.numpy_helper
 
 from export import ExportError
 from export.graph import FORBIDDEN_OPS, Predict, all_graphs, all_initializers, all_nodes
+from export.parity import BATCH_SIZE
 from lambda_handler.combiner import Combiner
 from lambda_handler.text import pad
 from train.thresholds import micro_f1, predict_sets
@@ -42,7 +43,6 @@ MAX_WEIGHT = 64
 MIN_FLOAT16_TABLE = 65_536
 MIN_LABEL_SET_AGREEMENT = 0.995
 MAX_MICRO_F1_DROP = 0.002
-BATCH_SIZE = 64
 
 
 def quantize(fp32: bytes) -> bytes:

@@ -12,9 +12,9 @@ from train.ensemble import (
     Candidate,
     choose_combiner,
     fit_stacked,
-    folds_of,
     softplus,
 )
+from train.thresholds import folds_of
 
 LABELS = ("cs.CV", "eess.IV", "cs.CL")
 

@@ -18,7 +18,14 @@ from scipy.optimize import minimize
 from lambda_handler.combiner import Combiner, stack_features
 from lambda_handler.tfidf import sigmoid
 from train.evaluate import precision_at_k
-from train.thresholds import FOLDS, best_global_threshold, macro_f1, micro_f1, predict_sets
+from train.thresholds import (
+    FOLDS,
+    best_global_threshold,
+    folds_of,
+    macro_f1,
+    micro_f1,
+    predict_sets,
+)
 
 MEAN_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
 # Strengths of the pull toward the logit mean, per weight and per paper-averaged loss. Measured
@@ -143,11 +150,6 @@ class CandidateScore:
     micro_f1: float
     macro_f1: float
     p_at_1: float
-
-
-def folds_of(n: int, seed: int) -> np.ndarray:
-    """Fold number of each validation paper (the same split for every candidate)."""
-    return np.random.default_rng(seed).permutation(n) % FOLDS
 
 
 def out_of_fold(

@@ -32,7 +32,7 @@ from lambda_handler.labels import Label, LabelSet
 from lambda_handler.text import OOV_ID, shipped_stopwords, words
 from train import baseline, confidence, data, ensemble, lstm, thresholds
 from train.categories import ALIASES, LEGACY, archive, category_name
-from train.evaluate import by_field_and_time, evaluate
+from train.evaluate import by_field_and_time, evaluate, precision_at_k
 from train.report import render_reports
 
 SPLITS = ("train", "val", "test")
@@ -212,15 +212,11 @@ def combiner_table(
                 "val_p_at_1": score.p_at_1,
                 "test_micro_f1": thresholds.micro_f1(targets["test"], predicted),
                 "test_macro_f1": thresholds.macro_f1(targets["test"], predicted),
-                "test_p_at_1": precision_at_1(targets["test"], scores),
+                "test_p_at_1": precision_at_k(targets["test"], scores, 1),
                 "chosen": score.name == choice.candidate.name,
             }
         )
     return rows
-
-
-def precision_at_1(targets: np.ndarray, scores: np.ndarray) -> float:
-    return float(targets[np.arange(len(targets)), scores.argmax(axis=1)].mean())
 
 
 def describe_data(paths: list[Path], splits: data.Splits) -> dict[str, object]:

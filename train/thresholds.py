@@ -184,11 +184,16 @@ class RuleScore:
     macro_f1: float
 
 
+def folds_of(n: int, seed: int) -> np.ndarray:
+    """Fold number of each validation paper: the same split for every rule and combiner."""
+    return np.random.default_rng(seed).permutation(n) % FOLDS
+
+
 def cross_fitted(
     rule: Rule, targets: np.ndarray, probabilities: np.ndarray, seed: int
 ) -> RuleScore:
     """Score `rule` on each validation fold with thresholds fitted on the other folds."""
-    folds = np.random.default_rng(seed).permutation(len(targets)) % FOLDS
+    folds = folds_of(len(targets), seed)
     predicted = np.zeros(targets.shape, dtype=bool)
     for fold in range(FOLDS):
         held_out = folds == fold
