@@ -558,3 +558,24 @@ def test_low_confidence_means_a_top_score_strictly_below_the_line(classifier):
     assert not lined.is_low_confidence(scores)  # on the line: not below it
     assert lined.is_low_confidence(np.nextafter(scores, np.float32(0)))
     assert not replace(classifier, low_confidence_below=None).is_low_confidence(scores * 0)
+
+
+def test_shipped_int8_model_moves_a_paper_little_with_its_batch_mates():
+    """The int8 LSTM quantizes each run's activations with that run's range, so a paper's scores
+    depend a little on its batch (README, "Speed against quality"): here they must stay within
+    0.01 of its scores alone, with the same label set, on the export's reference papers."""
+    from export.reference import REFERENCE_FILE, Reference
+    from train.thresholds import predict_sets
+
+    classifier = Classifier.load(DEFAULT_MODEL_DIR)
+    if classifier.info.to_dict().get("lstm_precision") != "int8":
+        pytest.skip("the shipped LSTM is not quantized: it scores a paper alike in any batch")
+    reference = Reference.load(REPO / "reports" / REFERENCE_FILE)
+    papers = [p for p in (classifier.encode(*paper) for paper in reference.papers) if p]
+    alone = np.concatenate([classifier.predict([paper]) for paper in papers])
+    batched = np.concatenate([classifier.predict(papers[i : i + 32]) for i in range(0, 512, 32)])
+    assert len(papers) >= 500 and np.abs(alone[: len(batched)] - batched).max() <= 0.01
+    same = predict_sets(alone[: len(batched)], classifier.thresholds) == predict_sets(
+        batched, classifier.thresholds
+    )
+    assert same.all(axis=1).mean() >= 0.99
