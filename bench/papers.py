@@ -6,12 +6,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from export.artifacts import TEST_SPLIT_FILE
 from lambda_handler.__main__ import InputError
 from lambda_handler.__main__ import read_papers as read_paper_file
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ENV = "ARXIV_SAMPLE_CSV"
-TEST_SPLIT = REPO / "artifacts" / "test_split.jsonl.gz"
+TEST_SPLIT = REPO / "artifacts" / TEST_SPLIT_FILE
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ from bench import findings, report
 from bench.measure import Plan, measure
 from bench.package import BUNDLED_MODEL, function_dir, sam_build
 from bench.papers import REPO, default_papers_path, read_papers
+from export.artifacts import KERAS_MODEL_FILE
 from infra import runtime
 from lambda_handler.files import write_json_atomic
 
-DEFAULT_KERAS_MODEL = REPO / "artifacts" / "lstm.keras"
+DEFAULT_KERAS_MODEL = REPO / "artifacts" / KERAS_MODEL_FILE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from lambda_handler.files import sha256_file, write_bytes_atomic
 from lambda_handler.manifest import MANIFEST_NAME, FileEntry, Manifest, ModelError
 
 CHUNK_BYTES = 1 << 20
+# How long a load may wait for S3, in all: Lambda's init phase and the function's timeout are
+# both 10 s, and a failed load is retried on a request, so a stalled or trickling S3 must end in
+# the JSON 503 (and a retry later), never in a Lambda timeout.
+FETCH_SECONDS = 6.0
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
@@ -62,6 +67,29 @@ def fetch_model(
     return target
 
 
+def fetch_model_within(seconds: float, uri: str, cache_root: str | Path, **options: Any) -> Path:
+    """`fetch_model`, or a ModelError once `seconds` have passed. botocore's timeouts bound
+    each socket operation, not a download, so the fetch runs in a thread that is waited for;
+    one that overruns carries on in the background into the cache, whose files are written
+    whole, and a later try may find its work done."""
+    outcome: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            outcome["directory"] = fetch_model(uri, cache_root, **options)
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=fetch, name="model-fetch", daemon=True)
+    worker.start()
+    worker.join(max(seconds, 0.0))
+    if worker.is_alive():
+        raise ModelError(f"the model's download from S3 took over {FETCH_SECONDS:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["directory"]
+
+
 def _is_marked(marker: Path, raw_manifest: bytes, manifest: Manifest) -> bool:
     """Whether the copy is marked complete and every file is still there at its size."""
     try:
@@ -80,9 +108,9 @@ def default_client() -> Any:
     import boto3
     from botocore.config import Config
 
-    # Within Lambda's 10 s init (and the function's 10 s timeout), so that a stalled S3 ends in
-    # the JSON 503 (and a retried bulk batch), not a Lambda timeout: two attempts of at most
-    # 2 s to connect and 3 s per read. A healthy in-region download of the model takes ~1 s.
+    # Short, so that a stalled connection is retried (or given up) well within FETCH_SECONDS:
+    # two attempts of at most 2 s to connect and 3 s per read. A healthy in-region download
+    # of the model takes about a second.
     config = Config(
         connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 2}
     )

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     state = (
         f"model {service.classifier.info.name} {service.classifier.info.version}"
         if service.classifier
-        else f"model unavailable, every request gets 503: {service.failure}"
+        else f"model unavailable, requests get 503 until a later try loads it: {service.failure}"
     )
     print(f"serving http://{host}:{port}/ ({state}); Ctrl-C stops", file=sys.stderr, flush=True)
     # Both handlers explicitly: a shell background job (`nohup … &`) starts with SIGINT ignored.

@@ -138,7 +138,8 @@ class Service:
         if self.classifier is not None or self.settings is None:
             return
         if force or now - self.last_load >= RELOAD_INTERVAL_SECONDS:
-            self.router, self.last_load = load_router(self.settings), now
+            self.router = load_router(self.settings)
+            self.last_load = time.monotonic()  # after the try: a slow one counts from its end
 
 
 def load_router(settings: Settings) -> Router:
@@ -175,15 +176,17 @@ def load_router(settings: Settings) -> Router:
 def _load_from_s3(settings: Settings) -> Classifier:
     """The model at MODEL_S3_URI, through the local cache; a cached copy that no longer loads
     (changed after it was checked) is checked file by file against S3 and repaired, once."""
-    from lambda_handler.s3_model import fetch_model
+    from lambda_handler.s3_model import FETCH_SECONDS, fetch_model_within
 
     uri, cache = settings.model_s3_uri or "", settings.model_cache_dir
-    model_dir = fetch_model(uri, cache)
+    deadline = time.monotonic() + FETCH_SECONDS  # one budget for both fetches
+    model_dir = fetch_model_within(FETCH_SECONDS, uri, cache)
     try:
         return Classifier.load(model_dir, settings.ort_threads)
     except ModelError as first:
         try:
-            model_dir = fetch_model(uri, cache, trust_marker=False)
+            remaining = deadline - time.monotonic()
+            model_dir = fetch_model_within(remaining, uri, cache, trust_marker=False)
             return Classifier.load(model_dir, settings.ort_threads)
         except ModelError as second:
             if str(second) == str(first):
@@ -195,7 +198,7 @@ def _failed(reason: str, source: str, **details: object) -> Router:
     logs.log_event(
         logging.ERROR,
         "model_load_failed",
-        message=f"refusing to serve (every request gets 503): {reason}",
+        message=f"refusing to serve (requests get 503 until a later try loads it): {reason}",
         reason=reason,
         source=source,
         **details,

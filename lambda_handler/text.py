@@ -59,8 +59,9 @@ def shipped_stopwords() -> frozenset[str]:
 
 def normalize(text: str) -> str:
     """Lower-case `text`, strip accents (`Schrödinger` -> `schrodinger`), drop invisible format
-    characters and read Unicode hyphens as "-", so that text pasted from a PDF (`classi\u00ad
-    fication`, `multi\u2010agent`) reads as typed (`classification`, `multi-agent`)."""
+    characters and read Unicode hyphens as "-", so that text pasted from a PDF (`classi`, a
+    soft hyphen U+00AD, `fication`; `multi`, U+2010, `agent`) reads as typed (`classification`,
+    `multi-agent`)."""
     if text.isascii():  # nothing to decompose: the fast path for nearly every abstract
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", text).translate(_AS_HYPHEN)

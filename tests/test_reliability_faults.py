@@ -52,7 +52,7 @@ COLD_START = (
     "for event in json.loads(sys.argv[1]):\n"
     "    print(json.dumps({'answer': app.handler(event, None)}), flush=True)\n"
 )
-REFUSING = "refusing to serve (every request gets 503): "
+REFUSING = "refusing to serve (requests get 503 until a later try loads it): "
 EVENTS = [
     serving_v2_event("GET", "/health"),
     serving_v2_event("POST", "/classify", {"abstract": ABSTRACT}),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from conftest import SERVING_FILES, serving_v2_event
 
 from lambda_handler.files import sha256_file
 from lambda_handler.manifest import ModelError
-from lambda_handler.s3_model import fetch_model, parse_s3_uri
+from lambda_handler.s3_model import fetch_model, fetch_model_within, parse_s3_uri
 from lambda_handler.service import Service
 from lambda_handler.settings import Settings
 
@@ -295,3 +296,27 @@ def test_a_failed_download_names_no_bucket_url_or_local_path(
         assert message.startswith(f"cannot download {read_fails_on} from S3") and shown in message
         assert "private-bucket" not in message and "/var/task" not in message
         assert client.bodies and all(body.closed for body in client.bodies)  # no leaked socket
+
+
+class StalledClient:
+    """An S3 client whose every request hangs (for `seconds`), as a stalled connection does."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def get_object(self, Bucket: str, Key: str) -> dict:  # boto3's argument names
+        time.sleep(self.seconds)
+        raise AssertionError("the fetch should have been given up by now")
+
+
+def test_a_stalled_s3_ends_in_a_model_error_within_the_budget(tmp_path, serving_model_dir):
+    # botocore's timeouts bound each socket operation; the fetch as a whole must still end in
+    # time for the JSON 503, inside Lambda's 10 s init and timeout.
+    started = time.monotonic()
+    with pytest.raises(ModelError, match="download from S3 took over"):
+        fetch_model_within(0.3, "s3://bucket/models", tmp_path, client=StalledClient(3))
+    assert time.monotonic() - started < 1.5
+    # A fetch that fails in time fails with its own error, from the caller's thread.
+    flaky = FlakyClient(OSError(28, "No space left on device"))
+    with pytest.raises(ModelError, match=r"cannot download manifest\.json from S3"):
+        fetch_model_within(5, "s3://bucket/models", tmp_path, client=flaky)

@@ -107,9 +107,13 @@ def test_normalize_fast_path_equals_the_unicode_path(value):
 
 
 def test_text_pasted_from_a_pdf_reads_as_typed():
-    typed = words("Multi-agent classification", "An e-print in \u2212 and - signs.", STOP)
-    pasted = "Multi\u2010agent classi\u00adfication", "An e\u2011print\u200b in \u2212 and - signs."
-    assert words(*pasted, STOP) == typed == ["multi-agent", "classification", "e-print", "signs"]
+    typed = words("Multi-agent classification", "An e-print on x-ray and a-b signs.", STOP)
+    pasted = (
+        "Multi\u2010agent classi\u00adfication",
+        "An e\u2011print\u200b on x\u2012ray and a\u2212b signs.",
+    )
+    assert words(*pasted, STOP) == typed
+    assert typed == ["multi-agent", "classification", "e-print", "x-ray", "a-b", "signs"]
     assert words("", "Bose\u2013Einstein", STOP) == ["bose", "einstein"]  # an en dash separates
 
 

@@ -18,8 +18,8 @@ from joblib import Parallel, delayed
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from export.artifacts import BASELINE_FILE, BASELINE_WEIGHTS_FILE
 from lambda_handler.files import write_bytes_atomic, write_json_atomic
-from lambda_handler.manifest import BASELINE_FILE, BASELINE_WEIGHTS_FILE
 from lambda_handler.tfidf import DENSE_SHARE, TfidfScorer, ngrams
 
 

@@ -68,7 +68,7 @@ def download(
         )
     except OSError as error:
         raise DownloadError(
-            url, f"cannot write to {destination.parent} ({error.strerror})"
+            url, f"cannot write to {destination.parent} ({error.strerror or type(error).__name__})"
         ) from None
     try:
         with os.fdopen(handle, "wb") as out:
