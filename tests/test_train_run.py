@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import synthetic_rows, write_kaggle_csv
 
@@ -59,6 +60,11 @@ def test_end_to_end_on_the_kaggle_sample(tmp_path):
     names_by_code = {label["code"]: label["name"] for label in labels["labels"]}
     assert names_by_code["cs.CV"] == "Computer Vision and Pattern Recognition"
     assert all(0 < label["threshold"] < 1 for label in labels["labels"])
+    # float32 as served, written as the shortest decimal that reads back as that float32
+    assert all(
+        label["threshold"] == float(str(np.float32(label["threshold"])))
+        for label in labels["labels"]
+    )
 
     metrics = json.loads((reports / "metrics.json").read_text())
     for model in ("baseline", "lstm", "served"):

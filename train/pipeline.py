@@ -124,7 +124,8 @@ def choose_and_score(
     )
     return {
         "rule": rule.name,
-        "thresholds": [float(t) for t in chosen_thresholds],
+        # The shortest decimal that reads back as the same float32 (0.32, not 0.3199999928).
+        "thresholds": [float(str(t)) for t in chosen_thresholds.astype(np.float32)],
         "rules": rules,
         "test": test,
         "_predicted": predicted,
