@@ -64,12 +64,12 @@ def measure_parity(
     if not nonempty:
         raise ExportError("parity gate: no test paper has a single token")
     thresholds = np.asarray(thresholds, dtype=np.float32)
-    ordered = sorted(nonempty, key=len)  # as length_batches orders them
+    ordered = sorted(nonempty, key=len)  # length_batches keeps this order (a stable sort)
     positions = single_positions(len(ordered), singles)
     runs = [
         (np.arange(start, start + len(batch)), batch)
         for start, batch in zip(
-            range(0, len(ordered), batch_size), length_batches(nonempty, batch_size), strict=True
+            range(0, len(ordered), batch_size), length_batches(ordered, batch_size), strict=True
         )
     ]
     runs += [(np.array([i]), np.asarray([ordered[i]], dtype=np.int32)) for i in positions]

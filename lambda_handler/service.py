@@ -66,7 +66,7 @@ class Service:
             return self.handle_batch(event, context)  # type: ignore[arg-type]
         started = time.perf_counter()
         cold, self.cold_start = self.cold_start, False
-        self.retry_load(now=time.monotonic())
+        self.retry_load()
         request_id = _request_id(event, context)
         source, method, route, gateway_id = "unknown", "", "-", None
         try:
@@ -116,7 +116,7 @@ class Service:
         failed instead of recording answers that are not there."""
         started = time.perf_counter()
         cold, self.cold_start = self.cold_start, False
-        self.retry_load(now=time.monotonic(), force=True)
+        self.retry_load(force=True)
         if self.classifier is None:
             raise ModelUnavailable(f"the model is unavailable: {self.failure}")
         answer = bulk.handle_batch(self.classifier, event)
@@ -132,12 +132,12 @@ class Service:
         )
         return answer
 
-    def retry_load(self, now: float, force: bool = False) -> None:
+    def retry_load(self, force: bool = False) -> None:
         """Load the model again if it failed to load, and either `force` is set or
-        `RELOAD_INTERVAL_SECONDS` have passed since the last try (`now` is `time.monotonic()`)."""
+        `RELOAD_INTERVAL_SECONDS` have passed since the last try."""
         if self.classifier is not None or self.settings is None:
             return
-        if force or now - self.last_load >= RELOAD_INTERVAL_SECONDS:
+        if force or time.monotonic() - self.last_load >= RELOAD_INTERVAL_SECONDS:
             self.router = load_router(self.settings)
             self.last_load = time.monotonic()  # after the try: a slow one counts from its end
 
