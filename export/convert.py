@@ -20,6 +20,7 @@ import tf2onnx
 
 import train.lstm  # also registers the custom layers that load_model must rebuild
 from export import ExportError, first_line
+from export.canonical import canonical_form
 from export.graph import INPUT_NAME, OUTPUT_NAME, Predict
 
 DYNAMIC_DIMS = {INPUT_NAME: ("batch", "time"), OUTPUT_NAME: ("batch",)}
@@ -54,7 +55,7 @@ def serving_function(model: keras.Model) -> tf.types.experimental.PolymorphicFun
 
 
 def to_onnx(function: tf.types.experimental.PolymorphicFunction, opset: int) -> onnx.ModelProto:
-    """Convert a serving function; the dict output gives the ONNX output its name."""
+    """Convert a serving function, in canonical form; the dict output names the ONNX output."""
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     logging.getLogger("tf2onnx.rewriter.rnn_utils").addFilter(_drop_expected_bi_rnn_notice)
     if opset not in tf2onnx.constants.OPSET_TO_IR_VERSION:
@@ -64,7 +65,7 @@ def to_onnx(function: tf.types.experimental.PolymorphicFunction, opset: int) -> 
         function, input_signature=function.input_signature, opset=opset
     )
     _name_dynamic_dims(model.graph)
-    return model
+    return canonical_form(model)
 
 
 def _drop_expected_bi_rnn_notice(record: logging.LogRecord) -> bool:

@@ -21,6 +21,7 @@ import onnx
 import onnx.numpy_helper
 
 from export import ExportError
+from export.canonical import canonical_form
 from export.graph import FORBIDDEN_OPS, Predict, all_graphs, all_initializers, all_nodes
 from export.parity import BATCH_SIZE
 from lambda_handler.combiner import Combiner
@@ -46,8 +47,8 @@ MAX_MICRO_F1_DROP = 0.002
 
 
 def quantize(fp32: bytes) -> bytes:
-    """The served graph of `fp32`: int8 LSTM weights and a float16 embedding table; refused
-    unless its recurrence is `DynamicQuantizeLSTM`."""
+    """The served graph of `fp32`, in canonical form: int8 LSTM weights and a float16
+    embedding table; refused unless its recurrence is `DynamicQuantizeLSTM`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -77,7 +78,7 @@ def quantize(fp32: bytes) -> bytes:
         )
     check_weight_range(graph)
     tables_in_float16(graph)
-    return model.SerializeToString()
+    return canonical_form(model).SerializeToString()
 
 
 def tables_in_float16(graph: onnx.GraphProto) -> list[str]:

@@ -1,0 +1,168 @@
+"""A canonical form of an ONNX graph, so that one trained model always exports to the same bytes.
+
+tf2onnx names nodes and folded constants with process-wide counters, and of equal constants it
+keeps whichever its set order meets first, so two conversions of one Keras model list the same
+computation in different orders under different names. The model version is a hash of
+`model.onnx`, so the export writes each graph in a canonical form: nodes in a topological order
+fixed by what each computes, and every internal name derived from that order. The graph's
+inputs and outputs keep their names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+
+import onnx
+import onnx.numpy_helper
+
+logger = logging.getLogger(__name__)
+
+
+def canonical_form(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose main graph lists its nodes, initializers and value infos in
+    canonical order under canonical names. `model`'s nodes must be topologically sorted, as
+    onnx.checker requires; a graph with subgraphs (If, Loop, Scan) is copied unchanged."""
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    graph = result.graph
+    if any(_has_subgraph(node) for node in graph.node):
+        logger.warning("the ONNX graph has subgraphs, so its nodes keep the converter's order")
+        return result
+    node_keys, value_keys = _keys(graph)
+    order = _canonical_order(graph, node_keys)
+    node_names, renamed = _canonical_names(graph, order, value_keys)
+    rank = {name: position for position, name in enumerate(renamed)}
+    nodes = [graph.node[index] for index in order]
+    initializers = sorted(graph.initializer, key=lambda tensor: rank.get(tensor.name, -1))
+    value_infos = sorted(
+        (value for value in graph.value_info if value.name in rank),
+        key=lambda value: rank[value.name],
+    )
+    for field, items in (
+        (graph.node, nodes),
+        (graph.initializer, initializers),
+        (graph.value_info, value_infos),
+    ):
+        copies = [type(item)() for item in items]
+        for copy, item in zip(copies, items, strict=True):
+            copy.CopyFrom(item)
+        del field[:]
+        field.extend(copies)
+    for node, name in zip(graph.node, node_names, strict=True):
+        node.name = name
+        node.input[:] = [renamed.get(value, value) for value in node.input]
+        node.output[:] = [renamed.get(value, value) for value in node.output]
+    for item in [*graph.initializer, *graph.value_info]:
+        item.name = renamed.get(item.name, item.name)
+    _rename_symbolic_dims(graph)
+    return result
+
+
+def _rename_symbolic_dims(graph: onnx.GraphProto) -> None:
+    """Number the value infos' symbolic dimensions (tf2onnx's counter-named `unk__N`) in order
+    of first appearance; those of the graph's inputs and outputs keep their names."""
+    kept = {
+        dim.dim_param
+        for value in [*graph.input, *graph.output]
+        for dim in value.type.tensor_type.shape.dim
+    }
+    renamed: dict[str, str] = {}
+    for value in graph.value_info:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param not in kept:
+                name = renamed.setdefault(dim.dim_param, f"dim_{len(renamed)}")
+                dim.dim_param = name
+
+
+def _has_subgraph(node: onnx.NodeProto) -> bool:
+    graph_types = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    return any(attribute.type in graph_types for attribute in node.attribute)
+
+
+def _digest(*parts: bytes | str) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        hasher.update(len(data).to_bytes(8, "little") + data)
+    return hasher.hexdigest()
+
+
+def _keys(graph: onnx.GraphProto) -> tuple[list[str], dict[str, str]]:
+    """A key per node and per value that depends only on what computes it, not on any name but
+    the graph inputs': a hash over op types, attributes and inputs' keys, down to the constants."""
+    value_keys = {value.name: _digest("input", value.name) for value in graph.input}
+    for tensor in graph.initializer:
+        value_keys[tensor.name] = _digest(
+            "constant",
+            str(tensor.data_type),
+            str(list(tensor.dims)),
+            onnx.numpy_helper.to_array(tensor).tobytes(),
+        )
+    value_keys[""] = ""  # an omitted optional input
+    node_keys = []
+    for node in graph.node:
+        attributes = sorted(node.attribute, key=lambda attribute: attribute.name)
+        key = _digest(
+            node.domain,
+            node.op_type,
+            *(attribute.SerializeToString(deterministic=True) for attribute in attributes),
+            "inputs",
+            *(value_keys[name] for name in node.input),
+        )
+        node_keys.append(key)
+        for position, output in enumerate(node.output):
+            if output:
+                value_keys[output] = _digest(key, str(position))
+    return node_keys, value_keys
+
+
+def _canonical_order(graph: onnx.GraphProto, keys: list[str]) -> list[int]:
+    """Node indices in topological order, taking among the ready nodes the smallest key (Kahn)."""
+    producer = {
+        output: index for index, node in enumerate(graph.node) for output in node.output if output
+    }
+    producers = [{producer[name] for name in node.input if name in producer} for node in graph.node]
+    consumers: list[list[int]] = [[] for _ in graph.node]
+    for index, sources in enumerate(producers):
+        for source in sources:
+            consumers[source].append(index)
+    waiting = [len(sources) for sources in producers]
+    ready = [(keys[index], index) for index, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, index = heapq.heappop(ready)
+        order.append(index)
+        for consumer in consumers[index]:
+            waiting[consumer] -= 1
+            if waiting[consumer] == 0:
+                heapq.heappush(ready, (keys[consumer], consumer))
+    return order
+
+
+def _canonical_names(
+    graph: onnx.GraphProto, order: list[int], value_keys: dict[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """Node names, and new names for the other values, in canonical order: the i-th node in
+    `order` is `{op_type}_{i}`, as are its outputs (`:k` after the first); initializers are
+    `constant_{j}`, numbered by first use, unused ones last in the order of their keys."""
+    kept = {value.name for value in [*graph.input, *graph.output]}
+    initializers = [tensor.name for tensor in graph.initializer if tensor.name not in kept]
+    node_names = []
+    renamed: dict[str, str] = {}
+    constants = iter(range(len(initializers)))
+    for position, index in enumerate(order):
+        node = graph.node[index]
+        node_names.append(f"{node.op_type}_{position}")
+        for name in node.input:
+            if name in initializers and name not in renamed:
+                renamed[name] = f"constant_{next(constants)}"
+        for output_position, output in enumerate(node.output):
+            if output and output not in kept:
+                suffix = f":{output_position}" if output_position else ""
+                renamed[output] = f"{node.op_type}_{position}{suffix}"
+    for name in sorted(set(initializers) - set(renamed), key=value_keys.__getitem__):
+        renamed[name] = f"constant_{next(constants)}"
+    return node_names, renamed
