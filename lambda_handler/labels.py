@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
+
 FORMAT_VERSION = 1
 
 
@@ -28,7 +30,9 @@ class Label:
             "code": self.code,
             "name": self.name,
             "archive": self.archive,
-            "threshold": self.threshold,
+            # Served as float32: written as the shortest decimal that reads back as that
+            # float32 (0.32, not 0.3199999928474426), whichever precision it was given in.
+            "threshold": float(str(np.float32(self.threshold))),
             "support": self.support,
         }
 
