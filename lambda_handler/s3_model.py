@@ -84,7 +84,7 @@ def fetch_model_within(seconds: float, uri: str, cache_root: str | Path, **optio
     worker.start()
     worker.join(max(seconds, 0.0))
     if worker.is_alive():
-        raise ModelError(f"the model's download from S3 took over {FETCH_SECONDS:g} s")
+        raise ModelError(f"the model's download from S3 took over {seconds:g} s")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["directory"]
@@ -146,6 +146,11 @@ def _get_object(client: Any, bucket: str, key: str) -> Any:
         code = str(error.response.get("Error", {}).get("Code", ""))
         if code in _MISSING_CODES:
             raise ModelError(f"no model: {name} is missing from the model's S3 location") from None
+        if code == "AccessDenied":  # also S3's answer to a missing key without s3:ListBucket
+            raise ModelError(
+                f"cannot download {name} from S3 (AccessDenied): it is missing, or the "
+                "function's role may not read it; check ModelS3Uri's prefix"
+            ) from None
         raise ModelError(f"cannot download {name} from S3 ({code or 'client error'})") from None
     except BotoCoreError as error:
         raise ModelError(f"cannot download {name} from S3 ({_failure(error)})") from None

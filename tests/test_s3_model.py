@@ -313,10 +313,27 @@ def test_a_stalled_s3_ends_in_a_model_error_within_the_budget(tmp_path, serving_
     # botocore's timeouts bound each socket operation; the fetch as a whole must still end in
     # time for the JSON 503, inside Lambda's 10 s init and timeout.
     started = time.monotonic()
-    with pytest.raises(ModelError, match="download from S3 took over"):
+    with pytest.raises(ModelError, match=r"download from S3 took over 0\.3 s"):
         fetch_model_within(0.3, "s3://bucket/models", tmp_path, client=StalledClient(3))
     assert time.monotonic() - started < 1.5
     # A fetch that fails in time fails with its own error, from the caller's thread.
     flaky = FlakyClient(OSError(28, "No space left on device"))
     with pytest.raises(ModelError, match=r"cannot download manifest\.json from S3"):
         fetch_model_within(5, "s3://bucket/models", tmp_path, client=flaky)
+
+
+def test_access_denied_says_the_object_may_be_missing(tmp_path):
+    # Without s3:ListBucket, which the template does not grant, S3 answers a missing key with
+    # 403 AccessDenied; the operator must not be sent hunting for an IAM fault alone.
+    from botocore.exceptions import ClientError
+
+    class DeniedClient:
+        def get_object(self, Bucket: str, Key: str) -> dict:  # boto3's argument names
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+
+    with pytest.raises(ModelError) as raised:
+        fetch_model("s3://bucket/typo-prefix", tmp_path, client=DeniedClient())
+    assert str(raised.value) == (
+        "cannot download manifest.json from S3 (AccessDenied): it is missing, or the "
+        "function's role may not read it; check ModelS3Uri's prefix"
+    )
