@@ -395,6 +395,19 @@ def test_body_limit_is_one_mebibyte(serving_service, fmt):
 
 
 @FORMATS
+def test_a_five_megabyte_body_is_refused_without_decoding_it(serving_service, fmt, monkeypatch):
+    body = '{"abstract": "' + "robots " * (5_000_000 // 7) + '"}'
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a body far over the limit was base64-decoded")
+
+    monkeypatch.setattr("lambda_handler.api.base64.b64decode", no_decoding)
+    for base64_body in (False, True):
+        status, data, _ = call(serving_service, fmt, body=body, base64_body=base64_body)
+        assert (status, data["error"]) == (413, "payload_too_large"), base64_body
+
+
+@FORMATS
 def test_fields_at_their_limits_are_accepted_and_one_more_character_is_not(serving_service, fmt):
     def sized(limit: int) -> str:
         return ("robot image " * (limit // 12 + 1))[:limit]

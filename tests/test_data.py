@@ -361,6 +361,23 @@ def test_several_files_are_deduplicated_across_and_counted_per_file(tmp_path):
     assert loads[str(first)].counts["papers_kept"] == 2
 
 
+def test_rows_with_an_empty_abstract_are_counted_and_never_kept_or_merged(tmp_path):
+    path = write_rows(
+        tmp_path / "a.csv",
+        ["titles", "summaries", "terms"],
+        [
+            ("Deep Nets for Vision", "", "['cs.LG']"),
+            ("Deep Nets for Vision", "   ", "['cs.CV']"),
+            ("Deep Nets for Vision", "\t\n", "['stat.ML']"),
+            ("Galaxies", "stars form in clusters", "['astro-ph.GA']"),
+        ],
+    )
+    papers, counts, _, loads = load_files([path])
+    assert [(p.title, p.labels) for p in papers] == [("Galaxies", ("astro-ph.GA",))]
+    assert counts["rows_empty_abstract"] == 3 and counts["duplicates_merged"] == 0
+    assert loads[str(path)].counts["papers_kept"] == 1
+
+
 def test_columns_are_found_whatever_their_case(tmp_path):
     path = write_rows(
         tmp_path / "a.csv",

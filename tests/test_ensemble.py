@@ -44,9 +44,17 @@ def test_each_kind_combines_as_documented():
     weights = np.zeros((6, 3), dtype=np.float32)
     weights[0, 1] = 1.0  # eess.IV from cs.CV's LSTM logit alone
     stacked = Combiner("stacked", LABELS, 1.0, weights, np.full(3, 0.5, np.float32))
-    expected = sigmoid(stack_features(lstm, baseline) @ weights + 0.5)
-    np.testing.assert_allclose(stacked.combine(lstm, baseline), expected, atol=1e-6)
     assert stacked.combine(lstm, baseline)[0, 1] == pytest.approx(sigmoid(logit(lstm)[0, 0] + 0.5))
+    # Every weight at work, against the formula written out: the LSTM's logits, then the
+    # baseline's, times the weights, plus the bias, through a sigmoid.
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(6, 3)).astype(np.float32)
+    bias = rng.normal(size=3).astype(np.float32)
+    lstm, baseline = rng.uniform(0.01, 0.99, size=(2, 4, 3)).astype(np.float32)
+    odds = np.log(np.concatenate([lstm / (1 - lstm), baseline / (1 - baseline)], axis=1))
+    expected = 1 / (1 + np.exp(-(odds.astype(np.float64) @ weights + bias)))
+    stacked = Combiner("stacked", LABELS, 1.0, weights, bias)
+    np.testing.assert_allclose(stacked.combine(lstm, baseline), expected, atol=2e-6)
 
 
 def test_a_paper_scores_the_same_alone_or_in_a_batch():

@@ -630,6 +630,10 @@ def without(relative: str) -> Callable[[Path], None]:
             rewrite_json("artifacts/labels.json", lambda d: {**d, "labels": d["labels"][:-1]}),
             r"\S+/artifacts: the combiner's or the baseline's labels differ from labels.json",
         ),
+        (  # the same labels in another order: their scores would be served under wrong codes
+            rewrite_json("artifacts/combiner.json", lambda c: {**c, "labels": c["labels"][::-1]}),
+            r"\S+/artifacts: the combiner's or the baseline's labels differ from labels.json",
+        ),
         (
             without("artifacts/baseline.npz"),
             r"\S+/baseline.npz not found \(run train/run.py first\)",
@@ -714,6 +718,7 @@ def without(relative: str) -> Callable[[Path], None]:
         "tokenizer-setting",
         "label-threshold",
         "label-count",
+        "combiner-label-order",
         "no-baseline-weights",
         "combiner-kind",
         "predictions-npz",

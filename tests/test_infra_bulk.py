@@ -26,6 +26,7 @@ import pytest
 from test_infra import CloudFormationLoader, parameter_defaults, resolve
 
 from lambda_handler.bulk import MAX_BULK_TOP_K
+from lambda_handler.service import ModelUnavailable
 from lambda_handler.validation import MAX_ABSTRACT_CHARS, MAX_DOCUMENTS
 
 yaml = pytest.importorskip("yaml")
@@ -560,7 +561,8 @@ def test_child_retries_lambda_throttling_and_service_errors_with_backoff(
     task = only_state(map_state(definition, name)["ItemProcessor"])
     retry, model_retry = task["Retry"]
     # A container whose model did not load raises ModelUnavailable: another may load it.
-    assert model_retry["ErrorEquals"] == ["ModelUnavailable"]
+    # Lambda reports a raised exception's class name as its errorType.
+    assert model_retry["ErrorEquals"] == [ModelUnavailable.__name__]
     assert model_retry["MaxAttempts"] <= 3 and model_retry["JitterStrategy"] == "FULL"
     assert set(retry["ErrorEquals"]) == LAMBDA_TRANSIENT_ERRORS
     assert len(retry["ErrorEquals"]) == len(LAMBDA_TRANSIENT_ERRORS)

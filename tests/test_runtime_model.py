@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lambda_handler import logs
+from lambda_handler.combiner import Combiner
 from lambda_handler.manifest import CHECKSUM_KEY, ModelError, with_checksum
 from lambda_handler.model import Classifier, word_id_table
 from lambda_handler.service import Service
@@ -135,6 +137,32 @@ def test_served_scores_combine_the_lstm_and_the_baseline_as_the_fixture_does(
     length = classifier.tokenizer.max_length
     lstm_only = classifier.predict_lstm([classifier.encode(t, a).ids[:length] for t, a in papers])
     assert np.abs(scores - lstm_only).max() > 1e-2  # the combiner really changes the scores
+
+
+@pytest.mark.parametrize(("kind", "lstm_weight"), [("lstm", 1.0), ("baseline", 0.0), ("mean", 0.3)])
+def test_each_combiner_kind_serves_the_models_it_names(
+    make_serving_model_dir, serving_system, monkeypatch, kind, lstm_weight
+):
+    """Training may choose any kind; a simple one ships without combiner.npz."""
+    combiner = Combiner(kind, serving_system.combiner.labels, lstm_weight)
+    model_dir = make_serving_model_dir()
+    document, arrays = combiner.to_files()
+    assert arrays is None
+    (model_dir / "combiner.json").write_text(json.dumps(document))
+    (model_dir / "combiner.npz").unlink()
+    served = {**SERVING_SERVED, "combiner": kind, "combiner_detail": combiner.describe()}
+    write_serving_manifest(model_dir, served=served)
+    loaded = Classifier.load(model_dir)
+    papers = [("Image segmentation", ABSTRACT), ("", "Reinforcement learning for robots.")]
+    expected = replace(serving_system, combiner=combiner).predict(papers)
+    with monkeypatch.context() as patch:
+        if kind == "baseline":  # the LSTM is not even run
+            patch.setattr(Classifier, "predict_lstm", None)
+        scores = loaded.predict([loaded.encode(title, abstract) for title, abstract in papers])
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    service = Service.from_settings(Settings(model_dir=model_dir))
+    answer = json.loads(service.handle({"abstract": ABSTRACT})["body"])
+    assert answer["model"]["combiner"] == kind
 
 
 def test_baseline_scores_from_vocabulary_ids_equal_those_from_words(classifier):
@@ -377,10 +405,28 @@ def test_a_model_without_a_low_confidence_line_answers_without_the_flag(make_ser
         ("manifest_unlisted", "does not list labels.json"),
         ("manifest_changed", "manifest.json does not match its own manifest_sha256"),
         ("manifest_precision", "served.lstm_precision is 'int9'; expected one of int8, fp32"),
+        (
+            "onnx_input_type",
+            "model.onnx input 'tokens' is tensor(float) with shape ['batch', 'time']; "
+            "expected int32 [batch, time]",
+        ),
+        (
+            "onnx_label_count",
+            "model.onnx gives float32 scores of shape (1, 5) for 1 paper(s); expected float32 "
+            "(1, 6) for the 6 labels in labels.json",
+        ),
+        ("onnx_raw_logits", "model.onnx gives scores outside [0, 1] (or NaN)"),
+        ("combiner_nan", "stacked weights and bias must be finite"),
+        ("combiner_labels_type", "labels must be a list of label codes"),
+        ("combiner_weight_bool", "lstm_weight must be a number"),
+        ("combiner_weight_range", "lstm_weight must lie in [0, 1], got 1.5"),
+        ("combiner_json", "combiner.json/combiner.npz: not valid JSON (Expecting value: line 1"),
+        ("baseline_json", "baseline.json/baseline.npz: not valid JSON (Expecting ',' delimiter"),
+        ("combiner_json_missing", "combiner.json is missing from the model directory"),
     ],
 )
 def test_invalid_model_directories_are_refused_with_a_clear_reason(
-    make_serving_model_dir, breakage, expected
+    make_serving_model_dir, capsys, breakage, expected
 ):
     model_dir = make_serving_model_dir()
     labels = json.loads((model_dir / "labels.json").read_text())
@@ -469,13 +515,69 @@ def test_invalid_model_directories_are_refused_with_a_clear_reason(
     elif breakage == "manifest_unlisted":
         del manifest["files"]["labels.json"]
         (model_dir / "manifest.json").write_text(json.dumps(resealed(manifest)))
+    elif breakage.startswith("onnx_"):
+        rewrite(model_dir, "model.onnx", broken_graph(model_dir / "model.onnx", breakage))
+    elif breakage == "combiner_nan":
+        arrays = dict(np.load(model_dir / "combiner.npz"))
+        arrays["weights"][0, 0] = np.nan
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        rewrite(model_dir, "combiner.npz", buffer.getvalue())
+    elif breakage.startswith("combiner_") and breakage != "combiner_json_missing":
+        combiner = json.loads((model_dir / "combiner.json").read_text())
+        field, value = {
+            "combiner_labels_type": ("labels", [1, 2, 3, 4, 5, 6]),
+            "combiner_weight_bool": ("lstm_weight", True),
+            "combiner_weight_range": ("lstm_weight", 1.5),
+        }.get(breakage, ("labels", None))
+        combiner[field] = value
+        text = json.dumps(combiner) if breakage != "combiner_json" else '{"kind": '
+        rewrite(model_dir, "combiner.json", text.encode())
+    elif breakage == "baseline_json":
+        rewrite(model_dir, "baseline.json", b"[1, 2")
+    elif breakage == "combiner_json_missing":
+        (model_dir / "combiner.json").unlink()
     with pytest.raises(ModelError) as caught:
         Classifier.load(model_dir)
     assert expected in str(caught.value)
     assert str(model_dir) not in str(caught.value)  # messages reach callers: no local paths
-    service = Service.from_settings(Settings(model_dir=model_dir, log_level="CRITICAL"))
-    status, body = health(service)
-    assert status == 503 and expected in body["message"]
+    _, body, log_message = load_failure(model_dir, capsys)
+    assert expected in body["message"] and expected in log_message
+
+
+def broken_graph(path: Path, breakage: str) -> bytes:
+    """model.onnx with a float input (cast to int32 inside), five outputs instead of six, or
+    its final Sigmoid removed so that it serves raw logits."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(path)
+    graph = model.graph
+    if breakage == "onnx_input_type":
+        graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT
+        for node in graph.node:
+            node.input[:] = ["tokens_int32" if name == "tokens" else name for name in node.input]
+        graph.node.insert(0, helper.make_node("Cast", ["tokens"], ["tokens_int32"], to=6))
+    elif breakage == "onnx_label_count":
+        [final] = [node for node in graph.node if "probabilities" in node.output]
+        final.output[0] = "all_probabilities"
+        graph.initializer.extend(
+            numpy_helper.from_array(np.array([value], dtype=np.int64), name)
+            for name, value in (("first", 0), ("five", 5), ("label_axis", 1))
+        )
+        graph.node.append(
+            helper.make_node(
+                "Slice",
+                ["all_probabilities", "first", "five", "label_axis"],
+                ["probabilities"],
+            )
+        )
+        graph.output[0].type.tensor_type.shape.dim[1].dim_value = 5
+    else:
+        [sigmoid] = [node for node in graph.node if node.op_type == "Sigmoid"]
+        sigmoid.op_type = "Identity"
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
 
 
 # --- app.py import (cold start) -------------------------------------------------------------
