@@ -309,6 +309,24 @@ def direct(payload: dict) -> EventMaker:
     return lambda name: payload
 
 
+def step_functions_batch(records: list[object], **options: object) -> EventMaker:
+    """A batch of the bulk state machine's Distributed Map (infra/statemachine/bulk.asl.json):
+    `Items` of `{"index", "record"}` from its ItemSelector, `BatchInput` from its ItemBatcher."""
+    items = [{"index": index, "record": record} for index, record in enumerate(records)]
+    return lambda name: {"Items": items, "BatchInput": options}
+
+
+def batch_results(results: int, errors: int) -> dict:
+    """A bulk answer `{"results": [...]}` (no HTTP status): one result per item, `errors` of
+    them error results, the others with labels."""
+    return {"batch_results": results, "batch_errors": errors}
+
+
+def raises(error_type: str) -> dict:
+    """A function error of this type, as Lambda reports it (a batch the function refuses)."""
+    return {"raises": error_type}
+
+
 def ok(results: int | None = None) -> dict:
     """200, with the number of results a classify answer must hold."""
     return {"status": 200} | ({"results": results} if results is not None else {})
@@ -411,11 +429,30 @@ def catalogue() -> dict[str, tuple[EventMaker, dict]]:
         ),
         # Direct invocation (aws lambda invoke, Step Functions): the event is the classify body.
         "direct-classify-single.json": (direct({**PERELMAN, "top_k": 2}), ok(1)),
+        # A bulk run's batch (Step Functions Distributed Map): one result per item, a bad
+        # record an error result; options the function refuses fail the whole batch.
+        "sfn-batch.json": (
+            step_functions_batch(
+                [*PAPERS, {"id": "empty", "abstract": " "}], top_k=3, threshold=None
+            ),
+            batch_results(len(PAPERS) + 1, errors=1),
+        ),
+        "sfn-batch-error-refused-options.json": (
+            step_functions_batch([SHOR], top_k=21, threshold=None),
+            raises("InvalidBatchOptions"),
+        ),
     }
 
 
-def problems(expectation: dict, response: object) -> list[str]:
-    """How a handler's proxy response differs from an expected.json entry (empty: it fits)."""
+def problems(expectation: dict, response: object, raised: str | None = None) -> list[str]:
+    """How a handler's answer differs from an expected.json entry (empty: it fits): its
+    response, or the type of the exception it raised instead."""
+    if "raises" in expectation or raised is not None:
+        if raised != expectation.get("raises"):
+            return [f"raised {raised}, expected {expectation.get('raises') or 'an answer'}"]
+        return []
+    if "batch_results" in expectation:
+        return batch_problems(expectation, response)
     if not isinstance(response, dict) or not isinstance(response.get("body"), str):
         return [f"not a proxy response with a string body: {str(response)[:200]}"]
     found: list[str] = []
@@ -442,6 +479,21 @@ def problems(expectation: dict, response: object) -> list[str]:
         elif not all(result.get("labels") for result in results):
             found.append("a result holds no labels; the top label is always returned")
     return found
+
+
+def batch_problems(expectation: dict, response: object) -> list[str]:
+    """How a bulk batch's answer differs from its expected.json entry."""
+    results = response.get("results") if isinstance(response, dict) else None
+    if not isinstance(results, list) or len(results) != expectation["batch_results"]:
+        return [f"results {str(response)[:200]}, expected {expectation['batch_results']} of them"]
+    if [result.get("index") for result in results] != list(range(len(results))):
+        return ["results are not one per item, in order"]
+    errors = sum("error" in result for result in results)
+    if errors != expectation["batch_errors"]:
+        return [f"{errors} error results, expected {expectation['batch_errors']}"]
+    if not all(result.get("labels") for result in results if "error" not in result):
+        return ["a result holds no labels; the top label is always returned"]
+    return []
 
 
 def render() -> dict[str, str]:

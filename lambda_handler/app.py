@@ -2,12 +2,19 @@
 
 The model is fetched, verified and loaded once per container, here at import (cold start);
 a model that cannot be served is logged and answered with 503, never raised from the import.
+Only a package built for another CPU architecture raises here (`build_check`): nothing in it
+could answer.
 """
 
 from __future__ import annotations
 
-from lambda_handler.service import Service
-from lambda_handler.settings import Settings
+from lambda_handler.build_check import check_architecture
+
+# Before numpy is imported: wheels of another CPU fail in one clear line rather than in numpy's.
+check_architecture()
+
+from lambda_handler.service import Service  # noqa: E402
+from lambda_handler.settings import Settings  # noqa: E402
 
 SERVICE = Service.from_settings(Settings.from_env())
 

@@ -249,6 +249,22 @@ def test_http_api_routes_throttling_and_cors(template: dict, function: dict):
     assert template["Parameters"]["AllowedOrigins"]["Type"] == "CommaDelimitedList"
 
 
+def test_every_api_request_is_access_logged_as_one_json_line(template: dict):
+    settings = template["Resources"]["ClassifyApi"]["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["ClassifyApiAccessLogGroup", "Arn"]}
+    variables = re.findall(r"\$context\.[A-Za-z.]+", settings["Format"])
+    assert "$context.requestId" in variables  # API Gateway requires it
+    assert {"$context.status", "$context.routeKey", "$context.integrationErrorMessage"} <= set(
+        variables
+    )
+    # With each variable replaced by a value, the line is one JSON object.
+    line = re.sub(r"\$context\.[A-Za-z.]+", "a b", settings["Format"])
+    assert set(json.loads(line)) >= {"requestId", "status", "route", "integrationError"}
+    group = template["Resources"]["ClassifyApiAccessLogGroup"]
+    assert group["Type"] == "AWS::Logs::LogGroup" and group["DeletionPolicy"] == "Delete"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
 def test_outputs_name_the_api_url_and_the_function_arn(template: dict):
     outputs = template["Outputs"]
     assert outputs["ApiUrl"]["Value"]["Fn::Sub"].startswith("https://${ClassifyApi}.execute-api.")
@@ -292,6 +308,10 @@ def test_every_event_has_an_expected_answer_that_its_name_agrees_with(expected: 
     names = {path.name for path in event_files()}
     assert names == set(expected)
     for name, expectation in expected.items():
+        if name.startswith("sfn-"):  # a bulk batch: results, or a function error
+            assert ("-error-" in name) == ("raises" in expectation), name
+            assert ("batch_results" in expectation) != ("raises" in expectation), name
+            continue
         assert expectation["status"] in {200, 400, 404, 405, 413, 415}, name
         named = re.search(r"-error-(\d{3})-", name)
         assert (int(named.group(1)) if named else 200) == expectation["status"], name
@@ -316,12 +336,19 @@ def test_events_have_api_gateway_structure():
             assert event["requestContext"]["httpMethod"] == event["httpMethod"]
             assert event["requestContext"]["path"].endswith(event["path"])
             assert event["multiValueHeaders"] == {k: [v] for k, v in event["headers"].items()}
+        elif envelope == "sfn":  # as the bulk state machine's ItemSelector and ItemBatcher build it
+            assert set(event) == {"Items", "BatchInput"}, path.name
+            assert [set(item) for item in event["Items"]] == [{"index", "record"}] * len(
+                event["Items"]
+            )
+            assert [item["index"] for item in event["Items"]] == list(range(len(event["Items"])))
+            assert set(event["BatchInput"]) == {"top_k", "threshold"}, path.name
         else:
             assert envelope == "direct" and "abstract" in event, path.name
         if envelope in {"v1", "v2"}:
             assert event["requestContext"]["requestId"]
             assert event.get("body") is None or isinstance(event["body"], str)
-    assert envelopes == {"v1", "v2", "direct"}
+    assert envelopes == {"v1", "v2", "direct", "sfn"}
 
 
 def test_body_too_big_events_stay_small():
@@ -339,8 +366,11 @@ def test_events_get_their_expected_answers_from_the_handler(
     failures = {}
     for path in event_files():
         event = json.loads(path.read_text(encoding="utf-8"))
-        response = app.handler(event, invoke_local.LambdaContext())
-        if found := make_events.problems(expected[path.name], response):
+        try:
+            response, raised = app.handler(event, invoke_local.LambdaContext()), None
+        except Exception as error:  # a batch the function refuses: Lambda's function error
+            response, raised = None, type(error).__name__
+        if found := make_events.problems(expected[path.name], response, raised):
             failures[path.name] = found
     assert not failures
 
@@ -364,6 +394,37 @@ def test_problems_reports_wrong_status_error_code_content_type_and_result_count(
 
 
 # --- infra/check_package.py -------------------------------------------------------------------
+
+
+def test_problems_reports_wrong_batch_answers_and_function_errors():
+    expectation = make_events.batch_results(3, errors=1)
+    good = {
+        "results": [
+            {"index": 0, "id": "a", "labels": [{"label": "cs.LG", "score": 0.9}]},
+            {"index": 1, "id": "b", "error": "empty_abstract", "message": "..."},
+            {"index": 2, "id": "c", "labels": [{"label": "hep-th", "score": 0.7}]},
+        ]
+    }
+    assert make_events.problems(expectation, good) == []
+    reordered = {"results": [good["results"][1], good["results"][0], good["results"][2]]}
+    unlabelled = {"results": [{**good["results"][0], "labels": []}, *good["results"][1:]]}
+    for answer, problem in [
+        ({"results": good["results"][:2]}, "expected 3 of them"),
+        (reordered, "not one per item, in order"),
+        (
+            {"results": [{**good["results"][0], "index": i} for i in range(3)]},
+            "0 error results, expected 1",
+        ),
+        (unlabelled, "holds no labels"),
+        ({"statusCode": 200, "body": "{}"}, "expected 3 of them"),
+    ]:
+        assert problem in " ".join(make_events.problems(expectation, answer))
+    assert make_events.problems(expectation, None, "ValueError") == [
+        "raised ValueError, expected an answer"
+    ]
+    refused = make_events.raises("InvalidBatchOptions")
+    assert make_events.problems(refused, None, "InvalidBatchOptions") == []
+    assert make_events.problems(refused, good) == ["raised None, expected InvalidBatchOptions"]
 
 
 @pytest.fixture(scope="module")

@@ -204,6 +204,25 @@ def test_arm64_build_holds_only_aarch64_code_for_amazon_linux_2023(arm64_functio
     assert size <= PACKAGE_TARGET_MB, f"the unzipped arm64 package is {size:.0f} MB"
 
 
+def test_a_package_for_another_cpu_fails_at_cold_start_in_one_clear_line(
+    function_dir: Path, arm64_function_dir: Path, lambda_python: str
+):
+    """An arm64 package deployed as x86_64 (or the other way round, as a mistaken `--guided`
+    answer does) names both architectures and the fix before numpy fails to import."""
+    build = json.loads((function_dir / "lambda_handler" / "build.json").read_text())
+    assert build == {"architecture": "x86_64"}
+    health = make_events.EVENTS_DIR / "v2-health.json"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    command = [lambda_python, "-I", "-S", str(INVOKE_LOCAL), str(arm64_function_dir), str(health)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert (
+        "WrongArchitecture: this package's numpy and onnxruntime were built for arm64, but the "
+        "function runs on x86_64: build with `LAMBDA_ARCH=x86_64 sam build`"
+    ) in done.stderr, done.stderr[-2000:]
+    assert "Importing the numpy C-extensions failed" not in done.stderr
+
+
 def make_build(tmp_path: Path, requirements: str, **env: str) -> subprocess.CompletedProcess:
     """infra/Makefile's target run as SAM runs it, on a one-file source directory."""
     source, artifacts = tmp_path / "source", tmp_path / "artifacts"
@@ -286,7 +305,13 @@ def test_every_event_gets_its_expected_answer_from_the_built_function(
     failures = {
         answer["event"]: found
         for answer in answers
-        if (found := make_events.problems(expected[answer["event"]], answer["response"]))
+        if (
+            found := make_events.problems(
+                expected[answer["event"]],
+                answer.get("response"),
+                answer.get("error", {}).get("errorType"),
+            )
+        )
     }
     assert not failures
     print(
