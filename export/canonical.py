@@ -19,26 +19,45 @@ import onnx.numpy_helper
 
 logger = logging.getLogger(__name__)
 
+# Ops whose equal-looking twins may compute different values: never merged.
+RANDOM_OPS = frozenset(
+    {
+        "RandomNormal",
+        "RandomNormalLike",
+        "RandomUniform",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+        "Dropout",
+    }
+)
+
 
 def canonical_form(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of `model` whose main graph lists its nodes, initializers and value infos in
     canonical order under canonical names. `model`'s nodes must be topologically sorted, as
-    onnx.checker requires; a graph with subgraphs (If, Loop, Scan) is copied unchanged."""
+    onnx.checker requires. A node that computes what another computes is merged into it
+    (`_merge_twins`). A graph with subgraphs (If, Loop, Scan) is copied unchanged, with a
+    warning: its bytes stay the converter's."""
     result = onnx.ModelProto()
     result.CopyFrom(model)
     graph = result.graph
     if any(_has_subgraph(node) for node in graph.node):
         logger.warning("the ONNX graph has subgraphs, so its nodes keep the converter's order")
         return result
+    _merge_twins(graph)
     node_keys, value_keys = _keys(graph)
     order = _canonical_order(graph, node_keys)
     node_names, renamed = _canonical_names(graph, order, value_keys)
     rank = {name: position for position, name in enumerate(renamed)}
     nodes = [graph.node[index] for index in order]
     initializers = sorted(graph.initializer, key=lambda tensor: rank.get(tensor.name, -1))
+    # The internal values' infos in canonical order, then those of the graph's inputs and
+    # outputs by name; infos of values the graph no longer holds are dropped.
+    kept = {value.name for value in [*graph.input, *graph.output]}
     value_infos = sorted(
-        (value for value in graph.value_info if value.name in rank),
-        key=lambda value: rank[value.name],
+        (value for value in graph.value_info if value.name in rank or value.name in kept),
+        key=lambda value: (value.name not in rank, rank.get(value.name, 0), value.name),
     )
     for field, items in (
         (graph.node, nodes),
@@ -74,6 +93,38 @@ def _rename_symbolic_dims(graph: onnx.GraphProto) -> None:
             if dim.HasField("dim_param") and dim.dim_param not in kept:
                 name = renamed.setdefault(dim.dim_param, f"dim_{len(renamed)}")
                 dim.dim_param = name
+
+
+def _merge_twins(graph: onnx.GraphProto) -> None:
+    """Drop each node whose key equals an earlier node's, its consumers reading the earlier
+    node's outputs instead: which twin a consumer read would otherwise follow the converter's
+    order. Random ops, nodes whose outputs are graph outputs, and nodes with an output that
+    their twin leaves out are kept."""
+    node_keys, _ = _keys(graph)
+    graph_outputs = {value.name for value in graph.output}
+    first: dict[str, onnx.NodeProto] = {}
+    alias: dict[str, str] = {}
+    survivors = []
+    for node, key in zip(graph.node, node_keys, strict=True):
+        twin = first.setdefault(key, node)
+        if (
+            twin is not node
+            and node.op_type not in RANDOM_OPS
+            and not graph_outputs.intersection(node.output)
+            and len(twin.output) >= len(node.output)
+            and all(twin.output[i] for i, output in enumerate(node.output) if output)
+        ):
+            alias.update({output: twin.output[i] for i, output in enumerate(node.output) if output})
+            continue
+        survivors.append(node)
+    if not alias:
+        return
+    copies = [onnx.NodeProto() for _ in survivors]
+    for copy, node in zip(copies, survivors, strict=True):
+        copy.CopyFrom(node)
+        copy.input[:] = [alias.get(name, name) for name in copy.input]
+    del graph.node[:]
+    graph.node.extend(copies)
 
 
 def _has_subgraph(node: onnx.NodeProto) -> bool:
@@ -150,19 +201,25 @@ def _canonical_names(
     `constant_{j}`, numbered by first use, unused ones last in the order of their keys."""
     kept = {value.name for value in [*graph.input, *graph.output]}
     initializers = [tensor.name for tensor in graph.initializer if tensor.name not in kept]
+
+    def free(name: str) -> str:  # never one of the names the graph's inputs and outputs keep
+        while name in kept:
+            name += "_"
+        return name
+
     node_names = []
     renamed: dict[str, str] = {}
     constants = iter(range(len(initializers)))
     for position, index in enumerate(order):
         node = graph.node[index]
-        node_names.append(f"{node.op_type}_{position}")
+        node_names.append(free(f"{node.op_type}_{position}"))
         for name in node.input:
             if name in initializers and name not in renamed:
-                renamed[name] = f"constant_{next(constants)}"
+                renamed[name] = free(f"constant_{next(constants)}")
         for output_position, output in enumerate(node.output):
             if output and output not in kept:
                 suffix = f":{output_position}" if output_position else ""
-                renamed[output] = f"{node.op_type}_{position}{suffix}"
+                renamed[output] = free(f"{node.op_type}_{position}{suffix}")
     for name in sorted(set(initializers) - set(renamed), key=value_keys.__getitem__):
-        renamed[name] = f"constant_{next(constants)}"
+        renamed[name] = free(f"constant_{next(constants)}")
     return node_names, renamed

@@ -27,9 +27,20 @@ def check_architecture(build_file: Path = BUILD_FILE, machine: str | None = None
     (no build.json) is not checked."""
     if not build_file.is_file():
         return
-    built = json.loads(build_file.read_text(encoding="utf-8")).get("architecture")
+    try:
+        built = json.loads(build_file.read_text(encoding="utf-8"))["architecture"]
+    except (ValueError, KeyError, TypeError):
+        raise WrongArchitecture(
+            f"{build_file.name} does not say which architecture the package was built for; "
+            "rebuild it with `sam build`"
+        ) from None
     raw = machine or os.uname().machine
-    running = ARCHITECTURES.get(raw, raw)
+    running = ARCHITECTURES.get(raw)
+    if running is None:
+        raise WrongArchitecture(
+            f"the function runs on {raw}, which no Lambda architecture is; the package was "
+            f"built for {built}"
+        )
     if built != running:
         raise WrongArchitecture(
             f"this package's numpy and onnxruntime were built for {built}, but the function "

@@ -15,6 +15,12 @@ import numpy as np
 FORMAT_VERSION = 1
 
 
+def float32_decimal(value: float) -> float:
+    """The shortest decimal that reads back as `value`'s float32 (0.32, not 0.3199999928474426):
+    how a threshold, served as float32, is written whatever precision it was given in."""
+    return float(str(np.float32(value)))
+
+
 @dataclass(frozen=True)
 class Label:
     """One arXiv category in model output order, with its tuned decision threshold."""
@@ -30,9 +36,7 @@ class Label:
             "code": self.code,
             "name": self.name,
             "archive": self.archive,
-            # Served as float32: written as the shortest decimal that reads back as that
-            # float32 (0.32, not 0.3199999928474426), whichever precision it was given in.
-            "threshold": float(str(np.float32(self.threshold))),
+            "threshold": float32_decimal(self.threshold),
             "support": self.support,
         }
 

@@ -148,8 +148,9 @@ def _get_object(client: Any, bucket: str, key: str) -> Any:
             raise ModelError(f"no model: {name} is missing from the model's S3 location") from None
         if code == "AccessDenied":  # also S3's answer to a missing key without s3:ListBucket
             raise ModelError(
-                f"cannot download {name} from S3 (AccessDenied): it is missing, or the "
-                "function's role may not read it; check ModelS3Uri's prefix"
+                f"cannot download {name} from S3 (AccessDenied): it may be missing, or the "
+                "function's role may not read it (s3:GetObject, and kms:Decrypt for an SSE-KMS "
+                "bucket); check ModelS3Uri's prefix"
             ) from None
         raise ModelError(f"cannot download {name} from S3 ({code or 'client error'})") from None
     except BotoCoreError as error:

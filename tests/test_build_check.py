@@ -36,5 +36,22 @@ def test_a_package_for_another_cpu_names_both_and_the_fix(tmp_path, built, machi
     )
 
 
+@pytest.mark.parametrize("content", ["{", "{}", "[]", '{"arch": "x86_64"}'])
+def test_an_unreadable_build_file_is_named(tmp_path, content):
+    path = tmp_path / "build.json"
+    path.write_text(content)
+    with pytest.raises(WrongArchitecture, match=r"^build\.json does not say which architecture"):
+        check_architecture(path, "x86_64")
+
+
+def test_an_unknown_cpu_is_named_without_advice_the_makefile_would_refuse(tmp_path):
+    with pytest.raises(WrongArchitecture) as raised:
+        check_architecture(build_file(tmp_path, "x86_64"), "i686")
+    assert str(raised.value) == (
+        "the function runs on i686, which no Lambda architecture is; the package was built "
+        "for x86_64"
+    )
+
+
 def test_a_source_checkout_is_not_checked(tmp_path):
     check_architecture(tmp_path / "build.json", "sparc")

@@ -141,3 +141,46 @@ def test_a_graph_with_subgraphs_is_copied_unchanged() -> None:
     result = canonical_form(model)
     assert result is not model
     assert result.SerializeToString() == model.SerializeToString()
+
+
+def twins_graph(first: str, second: str) -> onnx.ModelProto:
+    """`x` → two Abs nodes (twins, in the given order) → Neg of one, Exp of the other → `y`."""
+    abs_nodes = {
+        "p": helper.make_node("Abs", ["x"], ["p"], name="abs_p"),
+        "q": helper.make_node("Abs", ["x"], ["q"], name="abs_q"),
+    }
+    graph = helper.make_graph(
+        [
+            abs_nodes[first],
+            abs_nodes[second],
+            helper.make_node("Neg", ["p"], ["negated"]),
+            helper.make_node("Exp", ["q"], ["grown"]),
+            helper.make_node("Add", ["negated", "grown"], ["y"]),
+        ],
+        "twins",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])],
+        value_info=[helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n"]) for name in "pq"],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_twin_nodes_are_merged_so_their_order_does_not_matter():
+    one, other = canonical_form(twins_graph("p", "q")), canonical_form(twins_graph("q", "p"))
+    assert one.SerializeToString() == other.SerializeToString()
+    assert [node.op_type for node in one.graph.node].count("Abs") == 1
+    onnx.checker.check_model(one, full_check=True)
+    x = np.array([-1.5, 0.0, 2.0], dtype=np.float32)
+    scores = onnx_session(one.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(scores, -np.abs(x) + np.exp(np.abs(x)), rtol=1e-6)
+
+
+def test_kept_names_are_never_given_to_internal_values_and_their_infos_stay():
+    model = small_graph(2.0)
+    model.graph.output[0].name = "Mul_0"  # what the Mul node's own output would be called
+    model.graph.node[1].output[0] = "Mul_0"
+    model.graph.value_info.append(helper.make_tensor_value_info("Mul_0", TensorProto.FLOAT, ["n"]))
+    canonical = canonical_form(model)
+    onnx.checker.check_model(canonical, full_check=True)
+    assert [list(node.output) for node in canonical.graph.node] == [["Mul_0_"], ["Mul_0"]]
+    assert [value.name for value in canonical.graph.value_info] == ["Mul_0"]

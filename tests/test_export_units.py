@@ -33,6 +33,7 @@ from export.quantize import (
 )
 from export.reference import Reference, ReferenceError
 from lambda_handler.files import sha256_file
+from lambda_handler.labels import Label, float32_decimal
 from lambda_handler.manifest import CHECKSUM_KEY, REQUIRED_FILES, with_checksum
 from train.thresholds import predict_sets
 
@@ -677,3 +678,20 @@ def test_the_quantization_gate_checks_agreement_and_the_micro_f1_drop(agreement,
     message = str(failed.value)
     assert message.startswith("quantization gate failed on 1000 test papers: ")
     assert all(miss in message for miss in misses) and message.count(";") == len(misses) - 1
+
+
+@pytest.mark.parametrize(
+    ("given", "written"),
+    [
+        (0.3199999928474426, 0.32),
+        (0.32, 0.32),
+        (np.float32(0.41), 0.41),
+        (1e-08, 1e-08),
+        (1.0, 1.0),
+    ],
+)
+def test_thresholds_are_written_as_the_shortest_decimal_of_their_float32(given, written):
+    assert float32_decimal(given) == written
+    assert np.float32(written) == np.float32(given)  # the served value is unchanged
+    document = Label("cs.CV", "Computer Vision", given, "cs", 3).to_dict()
+    assert json.dumps(document["threshold"]) == json.dumps(written)

@@ -341,7 +341,9 @@ def test_events_have_api_gateway_structure():
             assert [set(item) for item in event["Items"]] == [{"index", "record"}] * len(
                 event["Items"]
             )
-            assert [item["index"] for item in event["Items"]] == list(range(len(event["Items"])))
+            first = event["Items"][0]["index"]  # the Map's item index, counting across batches
+            indices = [item["index"] for item in event["Items"]]
+            assert indices == list(range(first, first + len(indices)))
             assert set(event["BatchInput"]) == {"top_k", "threshold"}, path.name
         else:
             assert envelope == "direct" and "abstract" in event, path.name
@@ -406,6 +408,8 @@ def test_problems_reports_wrong_batch_answers_and_function_errors():
         ]
     }
     assert make_events.problems(expectation, good) == []
+    later = {"results": [{**result, "index": 500 + i} for i, result in enumerate(good["results"])]}
+    assert make_events.problems(expectation, later) == []  # a later batch of the same run
     reordered = {"results": [good["results"][1], good["results"][0], good["results"][2]]}
     unlabelled = {"results": [{**good["results"][0], "labels": []}, *good["results"][1:]]}
     for answer, problem in [
@@ -424,7 +428,9 @@ def test_problems_reports_wrong_batch_answers_and_function_errors():
     ]
     refused = make_events.raises("InvalidBatchOptions")
     assert make_events.problems(refused, None, "InvalidBatchOptions") == []
-    assert make_events.problems(refused, good) == ["raised None, expected InvalidBatchOptions"]
+    assert make_events.problems(refused, good) == [
+        "answered, expected to raise InvalidBatchOptions"
+    ]
 
 
 @pytest.fixture(scope="module")

@@ -334,6 +334,7 @@ def test_access_denied_says_the_object_may_be_missing(tmp_path):
     with pytest.raises(ModelError) as raised:
         fetch_model("s3://bucket/typo-prefix", tmp_path, client=DeniedClient())
     assert str(raised.value) == (
-        "cannot download manifest.json from S3 (AccessDenied): it is missing, or the "
-        "function's role may not read it; check ModelS3Uri's prefix"
+        "cannot download manifest.json from S3 (AccessDenied): it may be missing, or the "
+        "function's role may not read it (s3:GetObject, and kms:Decrypt for an SSE-KMS "
+        "bucket); check ModelS3Uri's prefix"
     )

@@ -28,7 +28,7 @@ from lambda_handler.files import (
     write_files_atomic,
     write_json_atomic,
 )
-from lambda_handler.labels import Label, LabelSet
+from lambda_handler.labels import Label, LabelSet, float32_decimal
 from lambda_handler.text import OOV_ID, shipped_stopwords, words
 from train import baseline, confidence, data, ensemble, lstm, thresholds
 from train.categories import ALIASES, LEGACY, archive, category_name
@@ -124,8 +124,7 @@ def choose_and_score(
     )
     return {
         "rule": rule.name,
-        # The shortest decimal that reads back as the same float32 (0.32, not 0.3199999928).
-        "thresholds": [float(str(t)) for t in chosen_thresholds.astype(np.float32)],
+        "thresholds": [float32_decimal(t) for t in chosen_thresholds],
         "rules": rules,
         "test": test,
         "_predicted": predicted,
