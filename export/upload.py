@@ -20,7 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from export import ExportError
 from export.manifest import verify_model_dir
-from lambda_handler.manifest import MANIFEST_NAME
+from lambda_handler.manifest import MANIFEST_NAME, ModelError
+from lambda_handler.s3_model import parse_s3_uri as split_s3_uri
 
 CONTENT_TYPES = {".json": "application/json", ".onnx": "application/octet-stream"}
 
@@ -41,12 +42,12 @@ class S3Location:
 
 
 def parse_s3_uri(uri: str) -> S3Location:
-    """`s3://bucket/some/prefix` -> S3Location("bucket", "some/prefix")."""
-    scheme, _, rest = uri.partition("://")
-    bucket, _, prefix = rest.partition("/")
-    if scheme != "s3" or not bucket:
-        raise ExportError(f"not an S3 URI: {uri!r} (expected s3://bucket/prefix)")
-    prefix = prefix.strip("/")
+    """`s3://bucket/some/prefix` -> S3Location("bucket", "some/prefix"), split as the function
+    splits MODEL_S3_URI, and refused where the template's ModelS3Uri would refuse it."""
+    try:
+        bucket, prefix = split_s3_uri(uri)
+    except ModelError:
+        raise ExportError(f"not an S3 URI: {uri!r} (expected s3://bucket/prefix)") from None
     if "//" in prefix or any(char in prefix for char in "*?"):
         # the template's ModelS3Uri refuses these: the function could not be pointed here
         raise ExportError(f"{uri!r}: a prefix may hold no empty part (//), * or ?")
