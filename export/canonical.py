@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import logging
+from typing import Any
 
 import onnx
 import onnx.numpy_helper
@@ -45,8 +46,8 @@ def canonical_form(model: onnx.ModelProto) -> onnx.ModelProto:
     if any(_has_subgraph(node) for node in graph.node):
         logger.warning("the ONNX graph has subgraphs, so its nodes keep the converter's order")
         return result
-    _merge_twins(graph)
     node_keys, value_keys = _keys(graph)
+    node_keys = _merge_twins(graph, node_keys)
     order = _canonical_order(graph, node_keys)
     node_names, renamed = _canonical_names(graph, order, value_keys)
     rank = {name: position for position, name in enumerate(renamed)}
@@ -59,16 +60,9 @@ def canonical_form(model: onnx.ModelProto) -> onnx.ModelProto:
         (value for value in graph.value_info if value.name in rank or value.name in kept),
         key=lambda value: (value.name not in rank, rank.get(value.name, 0), value.name),
     )
-    for field, items in (
-        (graph.node, nodes),
-        (graph.initializer, initializers),
-        (graph.value_info, value_infos),
-    ):
-        copies = [type(item)() for item in items]
-        for copy, item in zip(copies, items, strict=True):
-            copy.CopyFrom(item)
-        del field[:]
-        field.extend(copies)
+    _refill(graph.node, nodes)
+    _refill(graph.initializer, initializers)
+    _refill(graph.value_info, value_infos)
     for node, name in zip(graph.node, node_names, strict=True):
         node.name = name
         node.input[:] = [renamed.get(value, value) for value in node.input]
@@ -95,16 +89,25 @@ def _rename_symbolic_dims(graph: onnx.GraphProto) -> None:
                 dim.dim_param = name
 
 
-def _merge_twins(graph: onnx.GraphProto) -> None:
+def _refill(field: Any, items: list[Any]) -> None:
+    """Make the repeated message field `field` hold copies of `items` (which may be its own)."""
+    copies = [type(item)() for item in items]
+    for copy, item in zip(copies, items, strict=True):
+        copy.CopyFrom(item)
+    del field[:]
+    field.extend(copies)
+
+
+def _merge_twins(graph: onnx.GraphProto, node_keys: list[str]) -> list[str]:
     """Drop each node whose key equals an earlier node's, its consumers reading the earlier
     node's outputs instead: which twin a consumer read would otherwise follow the converter's
     order. Random ops, nodes whose outputs are graph outputs, and nodes with an output that
-    their twin leaves out are kept."""
-    node_keys, _ = _keys(graph)
+    their twin leaves out are kept. Returns the remaining nodes' keys, which the merge leaves
+    as they were: a twin's outputs have the same keys as the outputs they stand for."""
     graph_outputs = {value.name for value in graph.output}
     first: dict[str, onnx.NodeProto] = {}
     alias: dict[str, str] = {}
-    survivors = []
+    survivors, survivor_keys = [], []
     for node, key in zip(graph.node, node_keys, strict=True):
         twin = first.setdefault(key, node)
         if (
@@ -117,14 +120,12 @@ def _merge_twins(graph: onnx.GraphProto) -> None:
             alias.update({output: twin.output[i] for i, output in enumerate(node.output) if output})
             continue
         survivors.append(node)
-    if not alias:
-        return
-    copies = [onnx.NodeProto() for _ in survivors]
-    for copy, node in zip(copies, survivors, strict=True):
-        copy.CopyFrom(node)
-        copy.input[:] = [alias.get(name, name) for name in copy.input]
-    del graph.node[:]
-    graph.node.extend(copies)
+        survivor_keys.append(key)
+    if alias:
+        _refill(graph.node, survivors)
+        for node in graph.node:
+            node.input[:] = [alias.get(name, name) for name in node.input]
+    return survivor_keys
 
 
 def _has_subgraph(node: onnx.NodeProto) -> bool:
