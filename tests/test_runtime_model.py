@@ -596,32 +596,51 @@ def test_importing_app_never_raises_on_a_bad_model(monkeypatch, make_serving_mod
     assert "labels.json is" in json.loads(answer["body"])["message"]
 
 
-def test_app_serves_from_model_dir_without_heavy_or_aws_imports(serving_model_dir):
-    script = (
-        "import json, sys\n"
-        "from lambda_handler import app\n"
-        "answer = app.handler({'title': 'Robots', 'abstract': 'robot navigation agents'}, None)\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'sklearn', 'pandas', 'nltk', 'boto3',"
-        " 'botocore', 'torch') if m in sys.modules]\n"
-        "print(json.dumps({'status': answer['statusCode'], 'heavy': heavy,"
-        " 'body': json.loads(answer['body'])}))\n"
-    )
-    env = {**os.environ, "MODEL_DIR": str(serving_model_dir), "LOG_LEVEL": "ERROR"}
-    env.pop("MODEL_S3_URI", None)
-    env["PYTHONPATH"] = str(REPO)
+APP_SCRIPT = """
+import ctypes, json, sys
+from lambda_handler import app
+answer = app.handler({'title': 'Robots', 'abstract': 'robot navigation agents'}, None)
+heavy = ('tensorflow', 'keras', 'sklearn', 'pandas', 'nltk', 'boto3', 'botocore', 'torch')
+blas = [line.split()[-1] for line in open('/proc/self/maps') if 'libscipy_openblas' in line]
+print(json.dumps({
+    'status': answer['statusCode'],
+    'heavy': [module for module in heavy if module in sys.modules],
+    'blas_threads': ctypes.CDLL(blas[0]).scipy_openblas_get_num_threads64_() if blas else None,
+    'body': json.loads(answer['body']),
+}))
+"""
+
+
+def run_app(model_dir: Path, **env: str) -> dict:
+    """Import lambda_handler.app in a fresh interpreter serving `model_dir`, answer one paper."""
+    environment = {**os.environ, "MODEL_DIR": str(model_dir), "LOG_LEVEL": "ERROR", **env}
+    environment.pop("MODEL_S3_URI", None)
+    environment["PYTHONPATH"] = str(REPO)
     done = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", APP_SCRIPT],
         cwd=REPO,
-        env=env,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_app_serves_from_model_dir_without_heavy_or_aws_imports(serving_model_dir, monkeypatch):
+    """And numpy's OpenBLAS runs one thread (app.py sets OPENBLAS_NUM_THREADS before numpy
+    loads), so it starts no thread pool at cold start."""
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    result = run_app(serving_model_dir)
     assert result["status"] == 200
     assert result["heavy"] == []
+    assert result["blas_threads"] == 1
     assert result["body"]["results"][0]["labels"][0]["label"] in {c for c, *_ in SERVING_LABELS}
+
+
+def test_an_operators_openblas_thread_count_wins(serving_model_dir):
+    assert run_app(serving_model_dir, OPENBLAS_NUM_THREADS="2")["blas_threads"] == 2
 
 
 @pytest.mark.reliability
