@@ -43,7 +43,7 @@ STARTED = time.perf_counter()
 
 HANDLER_MODULE, HANDLER_NAME = "lambda_handler.app", "handler"
 FUNCTION_NAME = "ClassifyFunction"
-MEMORY_MB = 1024
+MEMORY_MB = 1769
 TIMEOUT_S = 10
 # The function's environment as template.yaml sets it with default parameters.
 DEFAULT_ENV = {"MODEL_S3_URI": "", "LOG_LEVEL": "INFO", "ORT_NUM_THREADS": "1"}
