@@ -41,7 +41,7 @@ def text(results: dict) -> str:
   onnxruntime's optimizer neither speeds up the LSTM kernel nor removes the small ops.
   Two intra-op threads give {sessions["2 threads (intra_op)"]:,.0f} and two threads with
   `ORT_PARALLEL` {sessions["2 threads, ORT_PARALLEL"]:,.0f}: a second thread only helps when a
-  second core is idle, and the function at 1,024 MB has about 0.58 vCPU, so
+  second core is idle, and the function at 1,769 MB has one vCPU, so
   `ORT_NUM_THREADS` stays 1. A function given two vCPUs (`MemorySize` 3,538 MB or more) with
   `ORT_NUM_THREADS=2` runs a batch of {size}, sorted into sub-batches of {SUB_BATCH}, at
   {options["two_threads_sub_batched"]:,.0f} abstracts/s (raw call; on this virtual machine
