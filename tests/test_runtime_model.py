@@ -6,13 +6,13 @@ The fixture model is a real ONNX BiLSTM whose weights are also evaluated by a nu
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +29,6 @@ from conftest import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lambda_handler import logs
 from lambda_handler.combiner import Combiner
 from lambda_handler.manifest import CHECKSUM_KEY, ModelError, with_checksum
 from lambda_handler.model import Classifier, word_id_table
@@ -644,23 +643,21 @@ def test_an_operators_openblas_thread_count_wins(serving_model_dir):
     assert run_app(serving_model_dir, OPENBLAS_NUM_THREADS="2")["blas_threads"] == expected
 
 
-@pytest.mark.reliability
-def test_warm_single_abstract_latency_p50_under_one_millisecond(serving_service):
-    """Through the whole handler (v2 event, JSON in and out); run with -m reliability."""
+def test_warm_requests_neither_read_nor_load_the_model_again(serving_service, monkeypatch):
+    """What keeps a warm request in the millisecond range (bench/run.py measures it): the
+    model directory is read and the onnxruntime session created once, at cold start."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a warm request reloaded the model")
+
+    monkeypatch.setattr("lambda_handler.model.read_model_dir", refuse)
+    monkeypatch.setattr("lambda_handler.model.ort.InferenceSession", refuse)
+    monkeypatch.setattr("lambda_handler.service.load_router", refuse)
     abstract = " ".join(["convolutional networks detect objects in images and video"] * 20)
     event = serving_v2_event("POST", "/classify", {"title": "Detection", "abstract": abstract})
-    logs.configure("WARNING")
-    try:
-        for _ in range(100):
-            serving_service.handle(event, None)
-        times = []
-        for _ in range(1000):
-            started = time.perf_counter()
-            serving_service.handle(event, None)
-            times.append(time.perf_counter() - started)
-    finally:
-        logs.configure("INFO")
-    assert sorted(times)[len(times) // 2] < 1e-3
+    with contextlib.redirect_stdout(io.StringIO()):  # the request log lines
+        answers = [serving_service.handle(event, None) for _ in range(50)]
+    assert [answer["statusCode"] for answer in answers] == [200] * 50
 
 
 @settings(max_examples=300, deadline=None)
