@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import importlib
 import json
 import os
 import random
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -391,6 +393,13 @@ def serving_service(serving_model_dir: Path):
     from lambda_handler.settings import Settings
 
     return Service.from_settings(Settings(model_dir=serving_model_dir))
+
+
+def reload_app(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """`lambda_handler.app` imported afresh, as at a cold start. The OPENBLAS_NUM_THREADS that
+    it sets for numpy is undone after the test, with the test's other environment changes."""
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
+    return importlib.reload(importlib.import_module("lambda_handler.app"))
 
 
 def serving_v1_event(

@@ -4,13 +4,13 @@ built package is exercised by test_infra_build.py)."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import reload_app
 
 from infra import check_package, invoke_local, make_events, runtime
 
@@ -157,7 +157,7 @@ def test_package_is_built_from_lambda_handler_by_the_makefile(function: dict):
 def test_memory_timeout_and_concurrency(template: dict, function: dict):
     properties = function["Properties"]
     # One full vCPU (Lambda's CPU share grows with memory), as bench/run.py measures the
-    # function; its peak RSS (bench/results.md) is a tenth of that memory.
+    # function; its peak RSS (bench/results.md) is under a tenth of that memory.
     assert properties["MemorySize"] == 1769
     # The HTTP API gives up on an integration after 30 s.
     assert 3 <= properties["Timeout"] <= 29
@@ -364,7 +364,7 @@ def test_events_get_their_expected_answers_from_the_handler(
     monkeypatch.setenv("MODEL_DIR", str(serving_model_dir))
     for name, value in invoke_local.DEFAULT_ENV.items():
         monkeypatch.setenv(name, value)
-    app = importlib.reload(importlib.import_module("lambda_handler.app"))
+    app = reload_app(monkeypatch)
     failures = {}
     for path in event_files():
         event = json.loads(path.read_text(encoding="utf-8"))

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import SERVING_FILES, serving_v2_event
+from conftest import SERVING_FILES, reload_app, serving_v2_event
 
 from lambda_handler.files import sha256_file
 from lambda_handler.manifest import ModelError
@@ -72,7 +72,7 @@ def test_app_cold_start_reads_model_s3_uri_and_the_endpoint_from_env(
     monkeypatch.setenv("MODEL_S3_URI", uri + "/")
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "not-used"))
-    app = importlib.reload(importlib.import_module("lambda_handler.app"))
+    app = reload_app(monkeypatch)
     answer = app.handler(serving_v2_event("GET", "/health"), None)
     assert answer["statusCode"] == 200
     assert json.loads(answer["body"])["model"]["version"] == "2026.11.25-tiny"
