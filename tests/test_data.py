@@ -333,7 +333,7 @@ REQUIRED = ["titles", "summaries", "terms"]
 def test_several_files_are_deduplicated_across_and_counted_per_file(tmp_path):
     first = write_rows(
         tmp_path / "a.csv",
-        ["titles", "summaries", "terms"],
+        REQUIRED,
         [
             ("Deep Nets for Vision", "first abstract", "['cs.LG']"),
             ("Other Nets for Vision", "second", "['cs.CV']"),
@@ -364,7 +364,7 @@ def test_several_files_are_deduplicated_across_and_counted_per_file(tmp_path):
 def test_rows_with_an_empty_abstract_are_counted_and_never_kept_or_merged(tmp_path):
     path = write_rows(
         tmp_path / "a.csv",
-        ["titles", "summaries", "terms"],
+        REQUIRED,
         [
             ("Deep Nets for Vision", "", "['cs.LG']"),
             ("Deep Nets for Vision", "   ", "['cs.CV']"),

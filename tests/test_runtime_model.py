@@ -522,16 +522,17 @@ def test_invalid_model_directories_are_refused_with_a_clear_reason(
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         rewrite(model_dir, "combiner.npz", buffer.getvalue())
-    elif breakage.startswith("combiner_") and breakage != "combiner_json_missing":
+    elif breakage in ("combiner_labels_type", "combiner_weight_bool", "combiner_weight_range"):
         combiner = json.loads((model_dir / "combiner.json").read_text())
         field, value = {
             "combiner_labels_type": ("labels", [1, 2, 3, 4, 5, 6]),
             "combiner_weight_bool": ("lstm_weight", True),
             "combiner_weight_range": ("lstm_weight", 1.5),
-        }.get(breakage, ("labels", None))
+        }[breakage]
         combiner[field] = value
-        text = json.dumps(combiner) if breakage != "combiner_json" else '{"kind": '
-        rewrite(model_dir, "combiner.json", text.encode())
+        rewrite(model_dir, "combiner.json", json.dumps(combiner).encode())
+    elif breakage == "combiner_json":
+        rewrite(model_dir, "combiner.json", b'{"kind": ')
     elif breakage == "baseline_json":
         rewrite(model_dir, "baseline.json", b"[1, 2")
     elif breakage == "combiner_json_missing":
