@@ -26,9 +26,11 @@ from lambda_handler.manifest import (
     COMBINER_WEIGHTS_FILE,
     LABELS_FILE,
     TOKENIZER_FILE,
+    YEAR_PRIOR_FILE,
 )
 from lambda_handler.text import Tokenizer
 from lambda_handler.tfidf import TfidfScorer, load_arrays
+from lambda_handler.year_prior import YearPrior, parse_year
 
 KERAS_MODEL_FILE = "lstm.keras"
 TEST_SPLIT_FILE = "test_split.jsonl.gz"
@@ -46,6 +48,7 @@ class Paper:
     abstract: str
     labels: tuple[str, ...] = ()
     primary: str = ""  # the first category listed, which the label filter may have dropped
+    year: int | None = None  # of its date, when the data has one
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,12 @@ class Artifacts:
     baseline: TfidfScorer
     combiner: Combiner
     predictions: dict[str, np.ndarray]  # training's test-split scores: lstm, baseline, served
+    year_prior: YearPrior | None = None  # with its file's bytes in combiner_files
+
+    def offsets(self) -> np.ndarray | None:
+        """The test papers' year offsets, as training added them to the served scores."""
+        prior = self.year_prior
+        return None if prior is None else prior.offsets([paper.year for paper in self.papers])
 
     @property
     def lstm_thresholds(self) -> np.ndarray:
@@ -97,8 +106,9 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
         )
     baseline_files = read_files(artifacts_dir, (BASELINE_FILE, BASELINE_WEIGHTS_FILE))
     combiner_files = read_files(artifacts_dir, (COMBINER_FILE,))
-    if (artifacts_dir / COMBINER_WEIGHTS_FILE).is_file():
-        combiner_files.update(read_files(artifacts_dir, (COMBINER_WEIGHTS_FILE,)))
+    for optional in (COMBINER_WEIGHTS_FILE, YEAR_PRIOR_FILE):
+        if (artifacts_dir / optional).is_file():
+            combiner_files.update(read_files(artifacts_dir, (optional,)))
     try:
         baseline = TfidfScorer.from_files(*baseline_files.values())
     except ValueError as error:
@@ -109,10 +119,21 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
         )
     except ValueError as error:
         raise ExportError(f"{artifacts_dir / COMBINER_FILE}: {error}") from None
+    year_prior = None
+    if YEAR_PRIOR_FILE in combiner_files:
+        try:
+            year_prior = YearPrior.from_bytes(combiner_files[YEAR_PRIOR_FILE])
+        except ValueError as error:
+            raise ExportError(f"{artifacts_dir / YEAR_PRIOR_FILE}: {error}") from None
     codes = tuple(label.code for label in labels)
-    if combiner.labels != codes or baseline.n_labels != len(codes):
+    if (
+        combiner.labels != codes
+        or baseline.n_labels != len(codes)
+        or (year_prior is not None and year_prior.labels != codes)
+    ):
         raise ExportError(
-            f"{artifacts_dir}: the combiner's or the baseline's labels differ from {LABELS_FILE}"
+            f"{artifacts_dir}: the combiner's, the baseline's or the year prior's labels "
+            f"differ from {LABELS_FILE}"
         )
     predictions = read_predictions(artifacts_dir / PREDICTIONS_FILE, (len(papers), len(labels)))
     thresholds = metrics["lstm"].get("thresholds")
@@ -137,6 +158,7 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
         baseline=baseline,
         combiner=combiner,
         predictions=predictions,
+        year_prior=year_prior,
     )
 
 
@@ -223,10 +245,13 @@ def _paper(line: str, where: str) -> Paper:
         raise ExportError(f"{where}: title and abstract must be strings")
     if not isinstance(labels, list) or not all(isinstance(code, str) for code in labels):
         raise ExportError(f"{where}: labels must be a list of label codes")
-    primary = record.get("primary")
+    primary, date = record.get("primary"), record.get("date")
     if not isinstance(primary, str | None):
         raise ExportError(f"{where}: primary must be a category code")
-    return Paper(title=title, abstract=abstract, labels=tuple(labels), primary=primary or "")
+    year = parse_year(date)
+    if date is not None and year is None:
+        raise ExportError(f"{where}: date must be an ISO date such as 2019-05-01, or null")
+    return Paper(title, abstract, tuple(labels), primary or "", year)
 
 
 def parse_training_data(data: object, path: Path) -> dict[str, object]:

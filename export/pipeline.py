@@ -111,6 +111,8 @@ def export_model(
     codes = [label.code for label in artifacts.labels]
     targets = multi_hot([artifacts.papers[i].labels for i in kept], codes)
     baseline_scores = shipped_baseline_scores(artifacts, kept)
+    all_offsets = artifacts.offsets()
+    offsets = None if all_offsets is None else all_offsets[kept]
     fp32_scores = scores_in_order(fp32_predict, kept_sequences, batch_size)
     quantization = None
     served_bytes = fp32_bytes
@@ -126,6 +128,7 @@ def export_model(
             artifacts.combiner,
             artifacts.served_thresholds,
             targets,
+            offsets,
         )
         logger.info(
             "int8 (%.1f MB): served label sets agree with fp32 for %.2f%% of %d papers; served "
@@ -146,6 +149,9 @@ def export_model(
         "combiner_detail": artifacts.combiner.describe(),
         "lstm_precision": precision,
     }
+    prior = artifacts.year_prior
+    if prior is not None:
+        served["year_prior"] = f"{prior.first_year}..{prior.last_year}"
 
     with staged_directory(out, marker=MANIFEST_NAME) as staging:
         write_bytes_atomic(staging / MODEL_FILE, served_bytes)
@@ -239,10 +245,19 @@ def measure_end_to_end(
         classifier.encode(artifacts.papers[i].title, artifacts.papers[i].abstract) for i in kept
     ]
     present = [i for i, paper in enumerate(encoded) if paper is not None]
-    scores = np.zeros((len(present), len(artifacts.labels)), dtype=np.float32)
-    for start in range(0, len(present), batch_size):
-        rows = present[start : start + batch_size]
-        scores[start : start + len(rows)] = classifier.predict([encoded[i] for i in rows])
+    years = [artifacts.papers[i].year for i in kept]
+
+    def score(rows: list[int], dated: bool) -> np.ndarray:
+        """Scores of these papers in request-sized batches, with their years or without."""
+        scores = np.zeros((len(rows), len(artifacts.labels)), dtype=np.float32)
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            scores[start : start + len(batch)] = classifier.predict(
+                [encoded[i] for i in batch], [years[i] for i in batch] if dated else None
+            )
+        return scores
+
+    scores = score(present, dated=True)
     expected_scores = artifacts.predictions["served"][[kept[i] for i in present]]
     expected = predict_sets(expected_scores, artifacts.served_thresholds)
     actual = predict_sets(scores, classifier.thresholds)
@@ -255,6 +270,7 @@ def measure_end_to_end(
     )
     codes = [label.code for label in artifacts.labels]
     sample = present[:REFERENCE_PAPERS]
+    sample_scores = score(sample, dated=False)  # the reference holds no dates
     reference = Reference(
         model_version=classifier.info.version,
         labels=tuple(codes),
@@ -262,10 +278,9 @@ def measure_end_to_end(
         papers=tuple(
             (artifacts.papers[kept[i]].title, artifacts.papers[kept[i]].abstract) for i in sample
         ),
-        scores=scores[: len(sample)],
+        scores=sample_scores,
         label_sets=tuple(
-            tuple(codes[j] for j in classifier.choose(row, len(codes)))
-            for row in scores[: len(sample)]
+            tuple(codes[j] for j in classifier.choose(row, len(codes))) for row in sample_scores
         ),
     )
     return report, reference

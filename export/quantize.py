@@ -203,10 +203,13 @@ def measure_quantization(
     combiner: Combiner,
     thresholds: np.ndarray,
     targets: np.ndarray,
+    offsets: np.ndarray | None = None,
 ) -> QuantizationReport:
-    """Compare the served label sets with the fp32 and the int8 LSTM on the same papers."""
+    """Compare the served label sets with the fp32 and the int8 LSTM on the same papers (with
+    their year `offsets`, when the model has a year prior)."""
     sets = [
-        predict_sets(combiner.combine(lstm, baseline_scores), thresholds) for lstm in (fp32, int8)
+        predict_sets(combiner.combine(lstm, baseline_scores, offsets), thresholds)
+        for lstm in (fp32, int8)
     ]
     return QuantizationReport(
         papers=len(targets),

@@ -27,6 +27,7 @@ from lambda_handler.api import ApiError, json_problem, strict_json, utf8_json
 from lambda_handler.bulk import (
     ABSTRACT_FIELDS,
     CSV_FIELD_LIMIT,
+    DATE_FIELDS,
     TITLE_FIELDS,
     column_for,
     field_count_problem,
@@ -107,10 +108,13 @@ def _rows_to_papers(
 ) -> Iterator[Paper]:
     title_column = column_for(fieldnames, TITLE_FIELDS)
     id_column = column_for(fieldnames, ("id",))
+    date_column = column_for(fieldnames, DATE_FIELDS)
     for number, row in enumerate(rows, start=2):
         title = row.get(title_column) if title_column else None
         paper_id = row.get(id_column) if id_column else None
         fields = {"title": title or "", "abstract": row.get(abstract_column) or ""}
+        if date_column and row.get(date_column):
+            fields["date"] = row[date_column]
         yield Paper(paper_id or str(number), f"row {number}", fields)
 
 

@@ -4,8 +4,8 @@ The semantics of a Step Functions Distributed Map batch (infra/statemachine/bulk
 used by the Lambda function for such events and by the local run (`bulk_run.py`) alike:
 
 - an item is `{"index": n, "record": r}`, where r is a JSON Lines object
-  (`{"id", "title", "abstract"}`; other fields are ignored) or a row of a Kaggle CSV
-  (`titles`, `summaries`, `terms`);
+  (`{"id", "title", "abstract", "date"}`; other fields are ignored) or a row of a Kaggle CSV
+  (`titles`, `summaries`, `terms`, and `date` in the all-fields file);
 - the result of item n is `{"index": n, "id": ..., "labels": [...], "low_confidence": ...}`,
   or `{"index": n, "id": ..., "error": code, "message": text}` with the API's error codes;
 - items in = results out, in order: one bad record never fails or shortens the batch.
@@ -39,7 +39,8 @@ MAX_BULK_TOP_K = 20
 # Field names of a record (any case): JSON Lines' and the Kaggle CSV's columns, and their kin.
 TITLE_FIELDS = ("title", "titles")
 ABSTRACT_FIELDS = ("abstract", "abstracts", "summary", "summaries")
-_PAPER_FIELDS = frozenset((*TITLE_FIELDS, *ABSTRACT_FIELDS))
+DATE_FIELDS = ("date",)
+_PAPER_FIELDS = frozenset((*TITLE_FIELDS, *ABSTRACT_FIELDS, *DATE_FIELDS))
 
 
 def is_batch_event(event: object) -> bool:
@@ -87,23 +88,26 @@ def classify(
     """One result per `(index, record)`, in order, with options `parse_options` accepted; the
     records' papers are scored together."""
     results: list[dict[str, object]] = []
-    papers: list[tuple[int, Encoded]] = []
+    papers: list[tuple[int, Encoded, int | None]] = []
     for index, record in items:
         try:
-            papers.append((len(results), encode(classifier, record)))
+            papers.append((len(results), *encode(classifier, record)))
             results.append({"index": index, "id": record_id(record)})
         except ApiError as error:
             results.append(failure(index, record, error))
     for start in range(0, len(papers), MAX_DOCUMENTS):
         group = papers[start : start + MAX_DOCUMENTS]
-        scores = classifier.predict([encoded for _, encoded in group])
-        for (position, _), row in zip(group, scores, strict=True):
+        scores = classifier.predict(
+            [encoded for _, encoded, _ in group], [year for _, _, year in group]
+        )
+        for (position, _, _), row in zip(group, scores, strict=True):
             results[position] |= paper_answer(classifier, row, top_k, threshold)
     return results
 
 
-def encode(classifier: Classifier, record: object) -> Encoded:
-    """A record's paper as the models read it; ApiError naming what is wrong with it."""
+def encode(classifier: Classifier, record: object) -> tuple[Encoded, int | None]:
+    """A record's paper as the models read it, and its year; ApiError naming what is wrong
+    with it."""
     if not isinstance(record, dict):
         raise ApiError(400, "invalid_request", "a record must be a JSON object")
     if record.get("id") is not None and record_id(record) is None:
@@ -117,7 +121,7 @@ def encode(classifier: Classifier, record: object) -> Encoded:
     encoded = classifier.encode(document.title, document.abstract)
     if encoded is None:
         raise no_content_words("abstract")
-    return encoded
+    return encoded, document.year
 
 
 def column_for(header: Sequence[str], aliases: Sequence[str]) -> str | None:
@@ -138,8 +142,8 @@ def field_count_problem(row: Mapping[object, object], header_fields: int) -> str
 
 
 def paper_fields(record: Mapping[object, object]) -> dict[str, object]:
-    """A record's `title` and `abstract`, from the first non-null of their field names, in any
-    case (`Abstract`, `summaries`); None when absent. ApiError when two of its fields spell
+    """A record's `title`, `abstract` and `date`, from the first non-null of their field names,
+    in any case (`Abstract`, `summaries`); None when absent. ApiError when two of its fields spell
     the same name (`abstract` and `ABSTRACT`): which one was meant cannot be told."""
     by_name: dict[str, object] = {}
     for key, value in record.items():
@@ -155,7 +159,11 @@ def paper_fields(record: Mapping[object, object]) -> dict[str, object]:
         by_name[name] = value
     return {
         name: next((by_name[field] for field in aliases if field in by_name), None)
-        for name, aliases in (("title", TITLE_FIELDS), ("abstract", ABSTRACT_FIELDS))
+        for name, aliases in (
+            ("title", TITLE_FIELDS),
+            ("abstract", ABSTRACT_FIELDS),
+            ("date", DATE_FIELDS),
+        )
     }
 
 

@@ -64,16 +64,18 @@ class Combiner:
             return f"stacked logistic layer over both models' logits ({len(self.labels)} labels)"
         return f"{self.kind} alone"
 
-    def combine(self, lstm: np.ndarray | None, baseline: np.ndarray | None) -> np.ndarray:
-        """Combined probabilities; a model the kind does not use may be passed as None."""
-        if self.kind == "lstm":
-            return np.asarray(lstm, dtype=np.float32)
-        if self.kind == "baseline":
-            return np.asarray(baseline, dtype=np.float32)
+    def combine(
+        self,
+        lstm: np.ndarray | None,
+        baseline: np.ndarray | None,
+        offsets: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Combined probabilities; a model the kind does not use may be passed as None.
+        `offsets` (`[papers, labels]`, from `YearPrior.offsets`) are added to the logits."""
+        if self.kind != "stacked":
+            scores = self._combine_probabilities(lstm, baseline)
+            return scores if offsets is None else sigmoid(logit(scores) + offsets)
         assert lstm is not None and baseline is not None
-        if self.kind == "mean":
-            w = np.float32(self.lstm_weight)
-            return (w * lstm + (np.float32(1.0) - w) * baseline).astype(np.float32)
         assert self.weights is not None and self.bias is not None
         # Row by row: a paper must score the same alone or in any batch, and BLAS may round a
         # matrix-matrix product differently from a vector-matrix one.
@@ -81,7 +83,19 @@ class Combiner:
         logits = np.zeros((len(features), len(self.labels)), dtype=np.float32)
         for row, paper in enumerate(features):
             logits[row] = paper @ self.weights
-        return sigmoid(logits + self.bias)
+        logits += self.bias
+        return sigmoid(logits if offsets is None else logits + offsets)
+
+    def _combine_probabilities(
+        self, lstm: np.ndarray | None, baseline: np.ndarray | None
+    ) -> np.ndarray:
+        if self.kind == "lstm":
+            return np.asarray(lstm, dtype=np.float32)
+        if self.kind == "baseline":
+            return np.asarray(baseline, dtype=np.float32)
+        assert lstm is not None and baseline is not None
+        w = np.float32(self.lstm_weight)
+        return (w * lstm + (np.float32(1.0) - w) * baseline).astype(np.float32)
 
     def to_files(self) -> tuple[dict[str, object], bytes | None]:
         """combiner.json's document, and combiner.npz's bytes for a stacked combiner."""

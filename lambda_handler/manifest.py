@@ -27,6 +27,7 @@ BASELINE_FILE = "baseline.json"
 BASELINE_WEIGHTS_FILE = "baseline.npz"
 COMBINER_FILE = "combiner.json"
 COMBINER_WEIGHTS_FILE = "combiner.npz"  # only for a stacked combiner
+YEAR_PRIOR_FILE = "year_prior.json"  # only for a model trained on dated papers
 REQUIRED_FILES = (
     MODEL_FILE,
     TOKENIZER_FILE,
@@ -35,7 +36,7 @@ REQUIRED_FILES = (
     BASELINE_WEIGHTS_FILE,
     COMBINER_FILE,
 )
-OPTIONAL_FILES = (COMBINER_WEIGHTS_FILE,)
+OPTIONAL_FILES = (COMBINER_WEIGHTS_FILE, YEAR_PRIOR_FILE)
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -27,11 +27,13 @@ from lambda_handler.manifest import (
     LABELS_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
+    YEAR_PRIOR_FILE,
     ModelError,
     read_model_dir,
 )
 from lambda_handler.text import OOV_ID, PAD_ID, Tokenizer
 from lambda_handler.tfidf import TfidfScorer, sigmoid
+from lambda_handler.year_prior import YearPrior
 
 # Papers per onnxruntime run within a batch. Sorting a batch by length and running it in groups
 # this small removes most padding (a batch of 32 abstracts padded to its longest is a third
@@ -72,6 +74,7 @@ class Classifier:
     output_name: str
     baseline: TfidfScorer
     combiner: Combiner
+    year_prior: YearPrior | None = None
     thresholds: np.ndarray = field(init=False, repr=False)
     _output_names: list[str] = field(init=False, repr=False)
     _baseline_word_of_id: np.ndarray | None = field(init=False, repr=False)
@@ -101,6 +104,12 @@ class Classifier:
         except ValueError as error:
             files = COMBINER_FILE if weights is None else f"{COMBINER_FILE}/{COMBINER_WEIGHTS_FILE}"
             raise ModelError(f"{files}: {error}") from None
+        year_prior = None
+        if YEAR_PRIOR_FILE in blobs:
+            try:
+                year_prior = YearPrior.from_bytes(blobs[YEAR_PRIOR_FILE])
+            except ValueError as error:
+                raise ModelError(f"{YEAR_PRIOR_FILE}: {error}") from None
         classifier = cls(
             info=ModelInfo(manifest.name, manifest.version, tuple(manifest.served.items())),
             labels=label_set.labels,
@@ -111,6 +120,7 @@ class Classifier:
             output_name=manifest.output_name,
             baseline=baseline,
             combiner=combiner,
+            year_prior=year_prior,
         )
         classifier._check_components()
         classifier._check_graph()
@@ -127,13 +137,18 @@ class Classifier:
         all_words = title_words + abstract_words
         return Encoded(all_words, self.tokenizer.all_ids(all_words))
 
-    def predict(self, papers: Sequence[Encoded]) -> np.ndarray:
-        """The served system's scores `[n, n_labels]`, in input order."""
+    def predict(
+        self, papers: Sequence[Encoded], years: Sequence[int | None] | None = None
+    ) -> np.ndarray:
+        """The served system's scores `[n, n_labels]`, in input order; each paper's year
+        (None: not known) moves them where the model has a year prior that covers it."""
         lstm = (
             self.predict_lstm([paper.ids for paper in papers]) if self.combiner.uses_lstm else None
         )
         baseline = self.predict_baseline(papers) if self.combiner.uses_baseline else None
-        return self.combiner.combine(lstm, baseline)
+        prior = self.year_prior
+        offsets = None if prior is None or years is None else prior.offsets(years)
+        return self.combiner.combine(lstm, baseline, offsets)
 
     def predict_baseline(self, papers: Sequence[Encoded]) -> np.ndarray:
         """The baseline's scores `[n, n_labels]`: from the papers' vocabulary ids, gathered into
@@ -202,6 +217,11 @@ class Classifier:
             raise ModelError(
                 f"{COMBINER_FILE} lists {len(self.combiner.labels)} labels that differ from the "
                 f"{len(codes)} of {LABELS_FILE} (or their order)"
+            )
+        if self.year_prior is not None and self.year_prior.labels != codes:
+            raise ModelError(
+                f"{YEAR_PRIOR_FILE} lists {len(self.year_prior.labels)} labels that differ from "
+                f"the {len(codes)} of {LABELS_FILE} (or their order)"
             )
         if self.baseline.n_labels != len(codes):
             raise ModelError(

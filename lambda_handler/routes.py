@@ -121,7 +121,7 @@ class Router:
                     f"documents[{index}].abstract" if request.is_batch else "abstract"
                 )
             papers.append(encoded)
-        scores = classifier.predict(papers)
+        scores = classifier.predict(papers, [document.year for document in request.documents])
         results = []
         for document, row in zip(request.documents, scores, strict=True):
             result: dict[str, object] = {} if document.id is None else {"id": document.id}

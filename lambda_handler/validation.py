@@ -8,26 +8,30 @@ optional fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from lambda_handler.api import ApiError
+from lambda_handler.year_prior import parse_year
 
 MAX_DOCUMENTS = 64
 MAX_ABSTRACT_CHARS = 20_000
 MAX_TITLE_CHARS = 1_000  # the longest title in the shared data has 335 characters
 MAX_ID_CHARS = 256  # an id is echoed back: it must stay small beside the labels
 DEFAULT_TOP_K = 5
-SINGLE_FIELDS = frozenset({"id", "title", "abstract", "top_k", "threshold"})
+SINGLE_FIELDS = frozenset({"id", "title", "abstract", "date", "top_k", "threshold"})
 BATCH_FIELDS = frozenset({"documents", "top_k", "threshold"})
-DOCUMENT_FIELDS = frozenset({"id", "title", "abstract"})
+DOCUMENT_FIELDS = frozenset({"id", "title", "abstract", "date"})
 
 
 @dataclass(frozen=True)
 class Document:
-    """One paper to classify; `id` is echoed back when given."""
+    """One paper to classify; `id` is echoed back when given, and the year of its `date` (when
+    given) informs the scores."""
 
     title: str
     abstract: str
     id: str | None = None
+    year: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,22 @@ def parse_document(fields: dict, where: str) -> Document:
             "abstract_too_long",
             f"{where}abstract has {len(abstract)} characters; the limit is {MAX_ABSTRACT_CHARS}",
         )
-    return Document(title=title or "", abstract=abstract, id=doc_id)
+    return Document(title or "", abstract, doc_id, parse_date(fields.get("date"), where))
+
+
+def parse_date(value: object, where: str) -> int | None:
+    """The year of a paper's `date` (an ISO date up to tomorrow), or None when absent."""
+    if value is None:
+        return None
+    year = parse_year(value)
+    if year is None or value > (datetime.now(UTC).date() + timedelta(days=1)).isoformat():  # type: ignore[operator]
+        raise ApiError(
+            400,
+            "invalid_date",
+            f"{where}date must be the paper's date as YYYY-MM-DD (such as 2019-05-01), "
+            "no later than tomorrow",
+        )
+    return year
 
 
 def _refuse_unknown(fields: dict, allowed: frozenset[str], where: str) -> None:

@@ -28,6 +28,7 @@ from lambda_handler.files import sha256_file, write_bytes_atomic, write_json_ato
 from lambda_handler.manifest import FORMAT_VERSION, with_checksum
 from lambda_handler.text import Tokenizer, pad, shipped_stopwords, words
 from lambda_handler.tfidf import TfidfScorer, ngrams
+from lambda_handler.year_prior import YearPrior
 
 TOPICS = {
     "cs.CV": "image segmentation convolutional pixels camera detection vision",
@@ -97,7 +98,12 @@ SERVING_SENTENCES = (
 SERVING_LOW_CONFIDENCE = 0.75
 SERVING_MODEL_NAME = "tiny-test-lstm"
 SERVING_MODEL_VERSION = "2026.11.25-tiny"
-SERVING_SERVED = {"combiner": "stacked", "combiner_detail": "stacked", "lstm_precision": "fp32"}
+SERVING_SERVED = {
+    "combiner": "stacked",
+    "combiner_detail": "stacked",
+    "lstm_precision": "fp32",
+    "year_prior": "2001..2004",
+}
 SERVING_FILES = (
     "model.onnx",
     "tokenizer.json",
@@ -106,6 +112,7 @@ SERVING_FILES = (
     "baseline.npz",
     "combiner.json",
     "combiner.npz",
+    "year_prior.json",
 )
 
 
@@ -322,8 +329,21 @@ def build_serving_model_dir(directory: Path, network: ServingNetwork) -> Path:
     write_json_atomic(directory / "combiner.json", document)
     assert arrays is not None
     write_bytes_atomic(directory / "combiner.npz", arrays)
+    write_json_atomic(directory / "year_prior.json", serving_year_prior().to_document())
     write_serving_manifest(directory)
     return directory
+
+
+SERVING_YEARS = (2001, 2004)  # the fixture's year prior covers these years
+
+
+def serving_year_prior() -> YearPrior:
+    """A seeded year prior over the serving labels for SERVING_YEARS, strong enough to change
+    a paper's top label."""
+    years = SERVING_YEARS[1] - SERVING_YEARS[0] + 1
+    shifts = np.random.default_rng(17).normal(0.0, 3.0, (years, len(SERVING_LABELS)))
+    labels = tuple(code for code, *_ in SERVING_LABELS)
+    return YearPrior(labels, SERVING_YEARS[0], shifts.astype(np.float32))
 
 
 @pytest.fixture(scope="session")

@@ -520,7 +520,7 @@ def test_a_failed_load_is_retried_on_requests_at_most_once_per_interval(
 
 @FORMATS
 def test_internal_fault_is_500_with_request_id_only(serving_service, monkeypatch, capsys, fmt):
-    def explode(self, sequences):
+    def explode(self, papers, years=None):
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(type(serving_service.classifier), "predict", explode)

@@ -36,6 +36,7 @@ from lambda_handler.manifest import FORMAT_VERSION
 from lambda_handler.model import Classifier
 from lambda_handler.text import Tokenizer, pad, shipped_stopwords, words
 from lambda_handler.tfidf import TfidfScorer, ngrams
+from lambda_handler.year_prior import YearPrior, parse_year
 from train import lstm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +104,10 @@ SUMMARIES = {  # what the manifest keeps of reports/metrics.json
 OUT_FILES = {*SERVING_FILES, "manifest.json"}  # the fixture model directory's files
 
 
+# Dates of the test papers, in turn: in the year prior's years (2001-2003), after them, none.
+DATES = ("2001-03-04", "2002-11-30", "2003-07-01", "2024-02-02", None)
+
+
 def make_papers(rng: np.random.Generator) -> list[dict[str, object]]:
     """Random papers of varied length, plus one with no content words at all."""
     papers = []
@@ -110,8 +115,16 @@ def make_papers(rng: np.random.Generator) -> list[dict[str, object]]:
         title = " ".join(rng.choice(WORDS, size=rng.integers(2, 6)))
         abstract = " ".join(rng.choice([*WORDS, "the", "of", "2024"], size=rng.integers(0, 45)))
         codes = rng.choice([label["code"] for label in LABELS], size=rng.integers(1, 3))
-        papers.append({"title": title.title(), "abstract": abstract, "labels": sorted(set(codes))})
-    papers.append({"title": "The 2024", "abstract": "of the", "labels": ["cs.LG"]})
+        date = DATES[len(papers) % len(DATES)]
+        papers.append(
+            {
+                "title": title.title(),
+                "abstract": abstract,
+                "labels": sorted(set(codes)),
+                "date": date,
+            }
+        )
+    papers.append({"title": "The 2024", "abstract": "of the", "labels": ["cs.LG"], "date": None})
     return papers
 
 
@@ -197,13 +210,18 @@ def write_training_run(
     document, arrays = combiner.to_files()
     (artifacts / "combiner.json").write_text(json.dumps(document))
     (artifacts / "combiner.npz").write_bytes(arrays)
+    prior = YearPrior(
+        combiner.labels, 2001, rng.normal(0, 2, (3, n)).astype(np.float32)
+    )  # strong enough to change label sets, so the gates fail without the papers' years
+    (artifacts / "year_prior.json").write_text(json.dumps(prior.to_document()))
     lstm_scores = lstm.predict(network, [tokenizer.ids(document) for document in documents])
     baseline_scores = baseline.predict_proba(documents)
+    offsets = prior.offsets([parse_year(paper["date"]) for paper in papers])
     np.savez(
         artifacts / "predictions.npz",
         lstm_test=lstm_scores,
         baseline_test=baseline_scores,
-        served_test=combiner.combine(lstm_scores, baseline_scores),
+        served_test=combiner.combine(lstm_scores, baseline_scores, offsets),
     )
     with gzip.open(artifacts / "test_split.jsonl.gz", "wt", encoding="utf-8") as lines:
         lines.writelines(json.dumps(paper) + "\n" for paper in papers)
@@ -320,6 +338,7 @@ def test_manifest_records_files_run_and_toolchain(exported: Path) -> None:
         "combiner": "stacked",
         "combiner_detail": "stacked logistic layer over both models' logits (4 labels)",
         "lstm_precision": "int8",
+        "year_prior": "2001..2003",
     }
     assert manifest["versions"] == {
         "tensorflow": tf.__version__,
@@ -530,16 +549,27 @@ def test_quantization_gate_failure_exits_and_keeps_previous_model(
     )
 
 
+@pytest.mark.parametrize("breakage", ["another paper's scores", "years dropped"])
 def test_end_to_end_gate_failure_exits_and_keeps_previous_model(
     run_copy: Path,
     previous_model: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    breakage: str,
 ) -> None:
-    """Training's expected label sets that the staged directory does not reproduce are refused."""
-    path = run_copy / "artifacts" / "predictions.npz"
-    arrays = dict(np.load(path))
-    arrays["served_test"] = arrays["served_test"][::-1].copy()  # another paper's scores
-    np.savez(path, **arrays)
+    """Training's expected label sets that the staged directory does not reproduce are refused:
+    other papers' scores, or the right ones served without the dated papers' years, which
+    training's served scores used."""
+    if breakage == "years dropped":
+        real = Classifier.predict
+        monkeypatch.setattr(
+            Classifier, "predict", lambda self, papers, years=None: real(self, papers)
+        )
+    else:
+        path = run_copy / "artifacts" / "predictions.npz"
+        arrays = dict(np.load(path))
+        arrays["served_test"] = arrays["served_test"][::-1].copy()
+        np.savez(path, **arrays)
     assert_refused(
         run_copy,
         previous_model,
@@ -578,6 +608,25 @@ def scale_predictions(name: str, factor: float) -> Callable[[Path], None]:
             arrays = {key: saved[key] for key in saved.files}
         arrays[name] = arrays[name] * np.float32(factor)
         np.savez(path, **arrays)
+
+    return apply
+
+
+LABELS_DIFFER = (
+    r"\S+/artifacts: the combiner's, the baseline's or the year prior's labels differ from "
+    r"labels.json"
+)
+
+
+def rewrite_test_split(change: Callable[[dict], object]) -> Callable[[Path], None]:
+    """A breakage that rewrites every paper of the training run's test split through `change`."""
+
+    def apply(run: Path) -> None:
+        path = run / "artifacts" / "test_split.jsonl.gz"
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            papers = [change(json.loads(line)) for line in lines]
+        with gzip.open(path, "wt", encoding="utf-8") as lines:
+            lines.writelines(json.dumps(paper) + "\n" for paper in papers)
 
     return apply
 
@@ -628,11 +677,24 @@ def without(relative: str) -> Callable[[Path], None]:
         ),
         (
             rewrite_json("artifacts/labels.json", lambda d: {**d, "labels": d["labels"][:-1]}),
-            r"\S+/artifacts: the combiner's or the baseline's labels differ from labels.json",
+            LABELS_DIFFER,
         ),
         (  # the same labels in another order: their scores would be served under wrong codes
             rewrite_json("artifacts/combiner.json", lambda c: {**c, "labels": c["labels"][::-1]}),
-            r"\S+/artifacts: the combiner's or the baseline's labels differ from labels.json",
+            LABELS_DIFFER,
+        ),
+        (
+            rewrite_json("artifacts/year_prior.json", lambda c: {**c, "labels": c["labels"][::-1]}),
+            LABELS_DIFFER,
+        ),
+        (
+            rewrite_json("artifacts/year_prior.json", lambda c: {**c, "last_year": 2002}),
+            r"\S+/year_prior.json: shifts must have one row per year 2001..2002 \(2\), got shape "
+            r"\(3, 4\)",
+        ),
+        (
+            rewrite_test_split(lambda paper: {**paper, "date": "2019-13-01"}),
+            r"\S+/test_split.jsonl.gz line 1: date must be an ISO date such as 2019-05-01, or null",
         ),
         (
             without("artifacts/baseline.npz"),
@@ -719,6 +781,9 @@ def without(relative: str) -> Callable[[Path], None]:
         "label-threshold",
         "label-count",
         "combiner-label-order",
+        "year-prior-label-order",
+        "year-prior-rows",
+        "test-split-date",
         "no-baseline-weights",
         "combiner-kind",
         "predictions-npz",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import synthetic_rows, write_kaggle_csv
+
+from lambda_handler.year_prior import YearPrior
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "train" / "run.py")]
@@ -246,6 +249,7 @@ def test_output_folders_are_checked_before_the_data_is_read(tmp_path):
         ("--learning-rate", "0", "--learning-rate must be between 0 and 1"),
         ("--dropout", "1", "--dropout must be at least 0 and below 1"),
         ("--spatial-dropout", "-0.1", "--spatial-dropout must be at least 0 and below 1"),
+        ("--year-prior-until", "0", "--year-prior-until must be a positive integer"),
     ],
 )
 def test_invalid_option_is_a_usage_error(option, value, message):
@@ -265,6 +269,9 @@ def test_model_options_reach_the_lstm_config():
     assert pipeline.Settings.from_args(parse_args([])).lstm == pipeline.lstm.LSTMConfig()
     sigmoid = pipeline.Settings.from_args(parse_args(["--lstm-output", "sigmoid"])).lstm
     assert (pipeline.lstm.LSTMConfig().output, sigmoid.output) == ("softmax", "sigmoid")
+    assert pipeline.Settings.from_args(parse_args([])).year_prior_until == 2019
+    until = pipeline.Settings.from_args(parse_args(["--year-prior-until", "2024"]))
+    assert until.year_prior_until == 2024
 
 
 @pytest.mark.parametrize(
@@ -301,3 +308,36 @@ def test_failed_run_leaves_previous_artifacts_intact(tmp_path, monkeypatch, stag
     assert sorted(p.name for p in artifacts.iterdir()) == ["data.json", "lstm.keras"]
     assert (artifacts / "lstm.keras").read_bytes() == b"previous model"
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.slow
+def test_a_run_on_dated_papers_fits_a_year_prior_and_reports_the_figures_without_it(tmp_path):
+    """Papers with a `date` column up to the year prior's last year (2019) shape it; later and
+    undated ones do not, and the report gives the served figures without any year."""
+    dates = ("2001-05-01", "2010-10-10", "2025-06-01", "")
+    path = tmp_path / "dated.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["titles", "summaries", "terms", "id", "date"])
+        for i, row in enumerate(synthetic_rows(300)):
+            writer.writerow([*row, f"x{i}", dates[i % len(dates)]])
+    artifacts, reports = tmp_path / "artifacts", tmp_path / "reports"
+    result = run_cli(
+        "--data", str(path), "--epochs", "1", "--vocab-size", "500", "--min-label-count", "5",
+        "--artifacts", str(artifacts), "--reports", str(reports), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "year prior: 2001..2019" in result.stdout
+    prior = YearPrior.from_bytes((artifacts / "year_prior.json").read_bytes())
+    labels = json.loads((artifacts / "labels.json").read_text())["labels"]
+    assert prior.labels == tuple(label["code"] for label in labels)
+    assert np.any(prior.shifts[0] != 0) and np.all(prior.shifts[1:9] == 0)  # 2002-2009: none
+    served = json.loads((reports / "metrics.json").read_text())["models"]["served"]
+    without = served["without_years"]
+    assert 0 <= without["micro_f1"] <= 1 and 0 <= without["outside_cs_stat"]["p_at_1"] <= 1
+    report = (reports / "report.md").read_text()
+    expected = (
+        "Without any year, as for a caller that sends none, the same test papers score "
+        f"micro-F1 {without['micro_f1']:.4f}"
+    )
+    assert expected in report

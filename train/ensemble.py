@@ -61,14 +61,21 @@ class Candidate:
         baseline: np.ndarray,
         targets: np.ndarray,
         start: Combiner | None = None,
+        offsets: np.ndarray | None = None,
     ) -> Combiner:
         """The combiner, fitted on these (validation) predictions where it has parameters; a
-        stacked layer's solver starts from `start`'s weights when given (a warm start)."""
+        stacked layer's solver starts from `start`'s weights when given (a warm start), and
+        learns on top of the papers' year `offsets` when given, as it will be served."""
         if self.kind != "stacked":
             return Combiner(self.kind, labels, self.lstm_weight)
         initial = None if start is None else (start.weights, start.bias)
         weights, bias = fit_stacked(
-            stack_features(lstm, baseline), targets, self.shrinkage, self.lstm_weight, initial
+            stack_features(lstm, baseline),
+            targets,
+            self.shrinkage,
+            self.lstm_weight,
+            initial,
+            offsets,
         )
         return Combiner("stacked", labels, self.lstm_weight, weights, bias)
 
@@ -86,6 +93,7 @@ def fit_stacked(
     shrinkage: float,
     lstm_weight: float = 0.5,
     initial: tuple[np.ndarray, np.ndarray] | None = None,
+    offsets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-label logistic regressions over all `features`, fitted jointly by L-BFGS.
 
@@ -93,6 +101,7 @@ def fit_stacked(
     where W₀ is the logit mean `w · logit(p_lstm) + (1 - w) · logit(p_baseline)` of each label:
     a strong pull gives back that mean, a weaker one lets a label learn from the others'
     scores. The labels' problems are independent, so one joint solve equals L separate ones.
+    `offsets` `[papers, labels]`, when given, are added to every logit z as fixed terms.
     The solver starts from `initial` (weights, bias) when given, else from (W₀, 0). It works
     on centred features (logits average about -8) with the bias moved to match, the same
     problem but better conditioned: on the CS-only validation predictions (2026-12-03) it
@@ -103,6 +112,7 @@ def fit_stacked(
     means = features.mean(axis=0, dtype=np.float64).astype(np.float32)
     x = features.astype(np.float32) - means
     y = targets.astype(np.float32)
+    fixed = np.float32(0.0) if offsets is None else offsets.astype(np.float32)
     papers = len(x)
     prior = np.zeros((n_features, n_labels), dtype=np.float32)
     prior[np.arange(n_labels), np.arange(n_labels)] = lstm_weight
@@ -114,7 +124,7 @@ def fit_stacked(
     def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
         weights = params[:-n_labels].reshape(n_features, n_labels).astype(np.float32)
         bias = params[-n_labels:].astype(np.float32)
-        z = x @ weights + bias
+        z = x @ weights + bias + fixed
         loss = softplus(z).sum(dtype=np.float64) - (y * z).sum(dtype=np.float64)
         residual = (sigmoid(z) - y) / papers
         offset = weights - prior
@@ -160,18 +170,22 @@ def out_of_fold(
     targets: np.ndarray,
     folds: np.ndarray,
     starts: Sequence[Combiner | None] = (None,) * FOLDS,
+    offsets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[Combiner]]:
-    """Each validation paper's combined scores from a combiner fitted on the other folds, and
-    the combiner of each fold (fold k's solver starts from `starts[k]`, fitted on the same
-    papers)."""
+    """Each validation paper's combined scores (with its year `offsets`, when given) from a
+    combiner fitted on the other folds, and the combiner of each fold (fold k's solver starts
+    from `starts[k]`, fitted on the same papers)."""
     scores = np.zeros(targets.shape, dtype=np.float32)
     combiners = []
     for fold, start in zip(range(FOLDS), starts, strict=True):
         held_out = folds == fold
-        combiner = candidate.fit(
-            labels, lstm[~held_out], baseline[~held_out], targets[~held_out], start
+        fit_offsets, held_offsets = (
+            (None, None) if offsets is None else (offsets[~held_out], offsets[held_out])
         )
-        scores[held_out] = combiner.combine(lstm[held_out], baseline[held_out])
+        combiner = candidate.fit(
+            labels, lstm[~held_out], baseline[~held_out], targets[~held_out], start, fit_offsets
+        )
+        scores[held_out] = combiner.combine(lstm[held_out], baseline[held_out], held_offsets)
         combiners.append(combiner)
     return scores, combiners
 
@@ -224,6 +238,7 @@ def choose_combiner(
     targets: np.ndarray,
     seed: int,
     shrinkages: tuple[float, ...] = STACKED_SHRINKAGE,
+    offsets: np.ndarray | None = None,
 ) -> Choice:
     """The candidate with the best cross-fitted micro-F1 (ties: macro-F1), refitted on all.
 
@@ -233,11 +248,15 @@ def choose_combiner(
     validation papers from the mean of its five fold fits, so that the solver's iteration cap
     leaves it nearer the optimum (the logits of both models are nearly collinear, so the
     objective is flat in some directions and the cap, not a tolerance, ends most fits).
+    Every candidate is fitted and scored with the papers' year `offsets` when given.
     """
     folds = folds_of(len(targets), seed)
     candidates = list(SIMPLE_CANDIDATES)
-    oof = [out_of_fold(c, labels, lstm, baseline, targets, folds)[0] for c in candidates]
-    fitted = [c.fit(labels, lstm, baseline, targets) for c in candidates]
+    oof = [
+        out_of_fold(c, labels, lstm, baseline, targets, folds, offsets=offsets)[0]
+        for c in candidates
+    ]
+    fitted = [c.fit(labels, lstm, baseline, targets, offsets=offsets) for c in candidates]
     scores = [
         cross_fitted_score(c.name, s, targets, folds) for c, s in zip(candidates, oof, strict=True)
     ]
@@ -248,10 +267,10 @@ def choose_combiner(
         candidate = Candidate("stacked", lstm_weight=weight, shrinkage=shrinkage)
         candidates.append(candidate)
         scores_of_folds, starts = out_of_fold(
-            candidate, labels, lstm, baseline, targets, folds, starts
+            candidate, labels, lstm, baseline, targets, folds, starts, offsets
         )
         oof.append(scores_of_folds)
-        fitted.append(candidate.fit(labels, lstm, baseline, targets, mean_of(starts)))
+        fitted.append(candidate.fit(labels, lstm, baseline, targets, mean_of(starts), offsets))
         scores.append(cross_fitted_score(candidate.name, oof[-1], targets, folds))
     best = max(range(len(candidates)), key=lambda i: (scores[i].micro_f1, scores[i].macro_f1))
     return Choice(

@@ -21,6 +21,7 @@ from export.artifacts import (
     LABELS_FILE,
     PREDICTIONS_FILE,
     TEST_SPLIT_FILE,
+    YEAR_PRIOR_FILE,
 )
 from lambda_handler.files import (
     staged_directory,
@@ -30,9 +31,9 @@ from lambda_handler.files import (
 )
 from lambda_handler.labels import Label, LabelSet, float32_decimal
 from lambda_handler.text import OOV_ID, shipped_stopwords, words
-from train import baseline, confidence, data, ensemble, lstm, thresholds
-from train.categories import ALIASES, LEGACY, archive, category_name
-from train.evaluate import by_field_and_time, evaluate, precision_at_k
+from train import baseline, confidence, data, ensemble, lstm, thresholds, year_prior
+from train.categories import ALIASES, LEGACY, archive, category_name, is_cs_or_stat
+from train.evaluate import by_field_and_time, evaluate, precision_at_k, subset_scores
 from train.report import render_reports
 
 SPLITS = ("train", "val", "test")
@@ -46,6 +47,10 @@ class Settings:
     min_label_count: int = 20
     vocab_size: int = 40_000  # math and physics need their own words (OOV rates in the report)
     max_length: int = 200
+    # The year prior (train/year_prior.py) learns from dated training papers up to this year,
+    # each year's label shares shrunk toward the overall ones by this many pseudo-papers.
+    year_prior_until: int = 2019
+    year_prior_smoothing: float = 20.0
     lstm: lstm.LSTMConfig = field(default_factory=lstm.LSTMConfig)
     baseline: baseline.BaselineConfig = field(default_factory=baseline.BaselineConfig)
     artifacts: Path = Path("artifacts")
@@ -75,6 +80,9 @@ class Settings:
         return cls(
             seed=args.seed,
             min_label_count=args.min_label_count,
+            year_prior_until=(
+                cls.year_prior_until if args.year_prior_until is None else args.year_prior_until
+            ),
             vocab_size=args.vocab_size,
             max_length=args.max_length,
             lstm=replace(lstm.LSTMConfig(), seed=args.seed, **lstm_overrides),
@@ -174,6 +182,25 @@ def jsonl_gz(papers: list[data.Paper]) -> bytes:
     return buffer.getvalue()
 
 
+def years_of(papers: list[data.Paper]) -> list[int | None]:
+    return [paper.date.year if paper.date else None for paper in papers]
+
+
+def without_years(
+    scores: np.ndarray, targets: np.ndarray, chosen: np.ndarray, primaries: list[str]
+) -> dict[str, object]:
+    """The served system's test figures when no paper's year is given, as for a caller that
+    sends none: what the year prior adds is the difference."""
+    predicted = thresholds.predict_sets(scores, chosen)
+    outside = ~np.array([is_cs_or_stat(code) for code in primaries], dtype=bool)
+    return {
+        "micro_f1": thresholds.micro_f1(targets, predicted),
+        "macro_f1": thresholds.macro_f1(targets, predicted),
+        "p_at_1": precision_at_k(targets, scores, 1),
+        "outside_cs_stat": subset_scores(targets, scores, predicted, outside),
+    }
+
+
 def run_id(scores: dict[str, np.ndarray]) -> str:
     """A fingerprint of a run's scores, which differ between runs on other data, settings or
     code. `data.json` and `reports/metrics.json` both carry it, so that the export refuses an
@@ -193,7 +220,10 @@ def npz_bytes(**arrays: np.ndarray) -> bytes:
 
 
 def combiner_table(
-    choice: ensemble.Choice, targets: dict[str, np.ndarray], test: dict[str, np.ndarray]
+    choice: ensemble.Choice,
+    targets: dict[str, np.ndarray],
+    test: dict[str, np.ndarray],
+    offsets: np.ndarray | None,
 ) -> list[dict[str, object]]:
     """Every compared combiner: cross-fitted validation figures and (for reference) test ones
     with its validation-fitted global threshold."""
@@ -201,7 +231,7 @@ def combiner_table(
     for score, combiner, oof in zip(
         choice.scores, choice.fitted, choice.all_out_of_fold, strict=True
     ):
-        scores = combiner.combine(test["lstm"], test["baseline"])
+        scores = combiner.combine(test["lstm"], test["baseline"], offsets)
         threshold = thresholds.best_global_threshold(targets["val"], oof)
         predicted = thresholds.predict_sets(scores, threshold)
         rows.append(
@@ -314,16 +344,44 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         for name in models
     }
     labels = tuple(splits.labels)
-    choice = ensemble.choose_combiner(
-        labels, val_scores["lstm"], val_scores["baseline"], targets["val"], settings.seed
+    prior = year_prior.fit(
+        labels,
+        targets["train"],
+        years_of(papers["train"]),
+        settings.year_prior_until,
+        settings.year_prior_smoothing,
     )
-    served_test = choice.combiner.combine(test_scores["lstm"], test_scores["baseline"])
+    offsets = {
+        name: None if prior is None else prior.offsets(years_of(papers[name]))
+        for name in ("val", "test")
+    }
+    if prior is not None:
+        log(f"year prior: {prior.first_year}..{prior.last_year}")
+    choice = ensemble.choose_combiner(
+        labels,
+        val_scores["lstm"],
+        val_scores["baseline"],
+        targets["val"],
+        settings.seed,
+        offsets=offsets["val"],
+    )
+    served_test = choice.combiner.combine(
+        test_scores["lstm"], test_scores["baseline"], offsets["test"]
+    )
     log(f"combiner chosen on validation: {choice.candidate.name}")
     served = choose_and_score(
         "served", targets, choice.out_of_fold, served_test, splits.labels, settings.seed
     )
     served["combiner"] = choice.candidate.name
-    served["combiners"] = combiner_table(choice, targets, test_scores)
+    served["combiners"] = combiner_table(choice, targets, test_scores, offsets["test"])
+    if prior is not None:
+        served["without_years"] = without_years(
+            choice.combiner.combine(test_scores["lstm"], test_scores["baseline"]),
+            targets["test"],
+            np.asarray(served["thresholds"], dtype=np.float32),
+            [p.primary for p in papers["test"]],
+        )
+        log(f"served without the papers' years: {served['without_years']}")
     results_by_model["served"] = served
     oov = np.array(
         [
@@ -388,6 +446,8 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         write_json_atomic(staging / COMBINER_FILE, combiner_document)
         if combiner_arrays is not None:
             write_bytes_atomic(staging / COMBINER_WEIGHTS_FILE, combiner_arrays)
+        if prior is not None:
+            write_json_atomic(staging / YEAR_PRIOR_FILE, prior.to_document())
         write_bytes_atomic(staging / TEST_SPLIT_FILE, jsonl_gz(papers["test"]))
         write_bytes_atomic(staging / PREDICTIONS_FILE, npz_bytes(**scores))
         write_json_atomic(staging / DATA_FILE, data_info)

@@ -36,6 +36,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="drop labels with fewer training papers (20)",
     )
     data.add_argument(
+        "--year-prior-until",
+        type=int,
+        default=None,
+        metavar="YEAR",
+        help="fit the year prior on dated papers up to this year (2019: the shared data's later "
+        "papers come from field-specific listings)",
+    )
+    data.add_argument(
         "--no-download", action="store_true", help="fail instead of downloading the data"
     )
     text = parser.add_argument_group("text")
@@ -86,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "embedding_dim",
         "batch_size",
         "baseline_max_features",
+        "year_prior_until",
     ):
         value = getattr(args, name)
         if value is not None and value < 1:

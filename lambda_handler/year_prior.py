@@ -1,0 +1,98 @@
+"""A paper's year as evidence about its categories, added to the served system's logits.
+
+arXiv's categories have lifetimes: bare `astro-ph` ends when the archive was split (2009), q-fin
+starts in 2008, eess in 2017, and every category's share of papers drifts. For a paper whose year
+is known and covered, label l's logit gains `logit(share of l among that year's training papers)
+- logit(share of l among all training papers)`: Bayes' rule for a year that tells nothing more
+about the words, which is how the models read them. A paper without a year, or from a year the
+table does not cover, is scored as before. The table is fitted in `train/year_prior.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+
+from lambda_handler.tfidf import load_document
+
+FORMAT_VERSION = 1
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+@dataclass(frozen=True, eq=False)
+class YearPrior:
+    """Per-year logit shifts of each label, for the years `first_year` to `last_year`."""
+
+    labels: tuple[str, ...]
+    first_year: int
+    shifts: np.ndarray  # float32 [years, labels]
+
+    def __post_init__(self) -> None:
+        if self.shifts.ndim != 2 or self.shifts.shape[1] != len(self.labels):
+            raise ValueError(
+                f"shifts of shape {self.shifts.shape} do not fit {len(self.labels)} labels"
+            )
+        if len(self.shifts) == 0 or not np.all(np.isfinite(self.shifts)):
+            raise ValueError("shifts must hold at least one year and be finite")
+
+    @property
+    def last_year(self) -> int:
+        return self.first_year + len(self.shifts) - 1
+
+    def covers(self, year: int | None) -> bool:
+        return year is not None and self.first_year <= year <= self.last_year
+
+    def offsets(self, years: Sequence[int | None]) -> np.ndarray | None:
+        """Logit offsets `[papers, labels]` for papers of these years (None: unknown), or None
+        when no paper's year is covered, so that callers skip the addition."""
+        rows = [i for i, year in enumerate(years) if self.covers(year)]
+        if not rows:
+            return None
+        offsets = np.zeros((len(years), len(self.labels)), dtype=np.float32)
+        offsets[rows] = self.shifts[[years[i] - self.first_year for i in rows]]  # type: ignore[operator]
+        return offsets
+
+    def to_document(self) -> dict[str, object]:
+        """year_prior.json's document: plain numbers, so that it diffs and reads like the rest."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "labels": list(self.labels),
+            "first_year": self.first_year,
+            "last_year": self.last_year,
+            # float32's shortest repr, which reads back to the same float32
+            "shifts": [[float(str(value)) for value in row] for row in self.shifts],
+        }
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> YearPrior:
+        """Rebuild from year_prior.json's bytes; raise ValueError naming what is wrong."""
+        document = load_document(raw, FORMAT_VERSION)
+        labels, first, last = (document.get(k) for k in ("labels", "first_year", "last_year"))
+        if not isinstance(labels, list) or not all(isinstance(code, str) for code in labels):
+            raise ValueError("labels must be a list of label codes")
+        if type(first) is not int or type(last) is not int or last < first:
+            raise ValueError("first_year and last_year must be integers, first ≤ last")
+        try:
+            shifts = np.array(document.get("shifts"), dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError("shifts must be a table of numbers, one row per year") from None
+        if shifts.ndim != 2 or len(shifts) != last - first + 1:
+            raise ValueError(
+                f"shifts must have one row per year {first}..{last} ({last - first + 1}), "
+                f"got shape {shifts.shape}"
+            )
+        return cls(tuple(labels), first, shifts)
+
+
+def parse_year(value: object) -> int | None:
+    """The year of an ISO date string `YYYY-MM-DD` that names a real day, else None."""
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        return None
+    try:
+        return date.fromisoformat(value).year
+    except ValueError:
+        return None
