@@ -4,6 +4,8 @@
     python -m lambda_handler --file papers.csv      # columns title/abstract or titles/summaries
     python -m lambda_handler --file papers.jsonl    # one {"title", "abstract"} object a line
 
+An optional `date` (column or field, YYYY-MM-DD) is the paper's date, as in the API.
+
 Each paper goes through the same validation and decision rule as the API (one paper at a time,
 so a paper's scores never depend on the others). Errors are one line on stderr; the exit status
 is 1 when the model or any paper failed, 2 for bad usage or a file that cannot be read as papers
@@ -113,7 +115,7 @@ def _rows_to_papers(
         title = row.get(title_column) if title_column else None
         paper_id = row.get(id_column) if id_column else None
         fields = {"title": title or "", "abstract": row.get(abstract_column) or ""}
-        if date_column and row.get(date_column):
+        if date_column and (row.get(date_column) or "").strip():  # an empty cell: no date
             fields["date"] = row[date_column]
         yield Paper(paper_id or str(number), f"row {number}", fields)
 

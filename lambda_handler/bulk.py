@@ -157,7 +157,7 @@ def paper_fields(record: Mapping[object, object]) -> dict[str, object]:
                 f"the record has two {name!r} fields that differ only in case or spaces; send one",
             )
         by_name[name] = value
-    return {
+    fields = {
         name: next((by_name[field] for field in aliases if field in by_name), None)
         for name, aliases in (
             ("title", TITLE_FIELDS),
@@ -165,6 +165,9 @@ def paper_fields(record: Mapping[object, object]) -> dict[str, object]:
             ("date", DATE_FIELDS),
         )
     }
+    if isinstance(fields["date"], str) and not fields["date"].strip():
+        fields["date"] = None  # an empty CSV cell: no date, as in training
+    return fields
 
 
 def record_id(record: object) -> object:

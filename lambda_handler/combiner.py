@@ -74,7 +74,14 @@ class Combiner:
         `offsets` (`[papers, labels]`, from `YearPrior.offsets`) are added to the logits."""
         if self.kind != "stacked":
             scores = self._combine_probabilities(lstm, baseline)
-            return scores if offsets is None else sigmoid(logit(scores) + offsets)
+            if offsets is None:
+                return scores
+            # Only the rows with an offset go through logit and back, so that a paper without
+            # one scores the same whatever its batch-mates.
+            shifted = np.flatnonzero(offsets.any(axis=1))
+            scores = scores.copy()
+            scores[shifted] = sigmoid(logit(scores[shifted]) + offsets[shifted])
+            return scores
         assert lstm is not None and baseline is not None
         assert self.weights is not None and self.bias is not None
         # Row by row: a paper must score the same alone or in any batch, and BLAS may round a
@@ -89,6 +96,7 @@ class Combiner:
     def _combine_probabilities(
         self, lstm: np.ndarray | None, baseline: np.ndarray | None
     ) -> np.ndarray:
+        """The probabilities of the kinds other than `stacked`, before any offset."""
         if self.kind == "lstm":
             return np.asarray(lstm, dtype=np.float32)
         if self.kind == "baseline":

@@ -146,6 +146,8 @@ class Classifier:
             self.predict_lstm([paper.ids for paper in papers]) if self.combiner.uses_lstm else None
         )
         baseline = self.predict_baseline(papers) if self.combiner.uses_baseline else None
+        if years is not None and len(years) != len(papers):
+            raise ValueError(f"{len(years)} years for {len(papers)} papers")
         prior = self.year_prior
         offsets = None if prior is None or years is None else prior.offsets(years)
         return self.combiner.combine(lstm, baseline, offsets)

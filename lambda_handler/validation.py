@@ -8,7 +8,7 @@ optional fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from lambda_handler.api import ApiError
 from lambda_handler.year_prior import parse_year
@@ -131,7 +131,8 @@ def parse_date(value: object, where: str) -> int | None:
     if value is None:
         return None
     year = parse_year(value)
-    if year is None or value > (datetime.now(UTC).date() + timedelta(days=1)).isoformat():  # type: ignore[operator]
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    if year is None or date.fromisoformat(str(value)) > tomorrow:
         raise ApiError(
             400,
             "invalid_date",

@@ -154,11 +154,18 @@ def test_offsets_are_added_to_each_combiners_logits():
         atol=1e-6,
     )
     for combiner in (stacked, mean):
-        assert np.array_equal(combiner.combine(lstm, baseline), combiner.combine(lstm, baseline))
-        zero = np.zeros_like(offsets)
-        np.testing.assert_allclose(
-            combiner.combine(lstm, baseline, zero), combiner.combine(lstm, baseline), atol=1e-6
-        )
+        # Rows without an offset score exactly as with none, whatever their batch-mates have.
+        plain = combiner.combine(lstm, baseline)
+        assert combiner.combine(lstm, baseline, np.zeros_like(offsets)).tobytes() == plain.tobytes()
+        mixed = offsets.copy()
+        mixed[[1, 3]] = 0.0
+        assert combiner.combine(lstm, baseline, mixed)[[1, 3]].tobytes() == plain[[1, 3]].tobytes()
+
+
+def test_predict_refuses_years_that_do_not_match_the_papers(classifier):
+    papers = [classifier.encode("", ABSTRACT), classifier.encode("", "robots")]
+    with pytest.raises(ValueError, match="1 years for 2 papers"):
+        classifier.predict(papers, [YEAR])
 
 
 def test_the_stacked_layer_learns_on_top_of_the_offsets():
@@ -297,19 +304,22 @@ def test_bulk_records_and_cli_csv_rows_use_their_date_column(
         {"abstract": ABSTRACT, "date": date},
         {"abstract": ABSTRACT},
         {"abstract": ABSTRACT, "Date": "yesterday"},
+        {"abstract": ABSTRACT, "date": " "},  # an empty CSV cell is no date
+        {"abstract": ABSTRACT, "date": f"{date}T10:00:00"},  # a date-time is not a date
     ]
     results = bulk.classify(classifier, list(enumerate(records)), 6, None)
     _, dated = classify(serving_service, {"abstract": ABSTRACT, "date": date, "top_k": 6})
     _, undated = classify(serving_service, {"abstract": ABSTRACT, "top_k": 6})
     assert results[0]["labels"] == dated["results"][0]["labels"]
-    assert results[1]["labels"] == undated["results"][0]["labels"]
-    assert results[2]["error"] == "invalid_date" and "labels" not in results[2]
+    assert results[1]["labels"] == results[3]["labels"] == undated["results"][0]["labels"]
+    for failed in results[2], results[4]:
+        assert failed["error"] == "invalid_date" and "labels" not in failed
     path = tmp_path / "broad.csv"
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["titles", "summaries", "terms", "id", "date"])
         writer.writerow(["", ABSTRACT, "['cs.CV']", "0704.0001", date])
-        writer.writerow(["", ABSTRACT, "['cs.CV']", "0704.0002", ""])
+        writer.writerow(["", ABSTRACT, "['cs.CV']", "0704.0002", " "])
     capsys.readouterr()
     code = cli_main(
         ["--model-dir", str(serving_model_dir), "--json", "--top-k", "6", "--file", str(path)]

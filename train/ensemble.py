@@ -127,9 +127,9 @@ def fit_stacked(
         z = x @ weights + bias + fixed
         loss = softplus(z).sum(dtype=np.float64) - (y * z).sum(dtype=np.float64)
         residual = (sigmoid(z) - y) / papers
-        offset = weights - prior
-        grad_weights = x.T @ residual + shrinkage * offset
-        value = float(loss / papers + 0.5 * shrinkage * (offset.astype(np.float64) ** 2).sum())
+        deviation = weights - prior
+        grad_weights = x.T @ residual + shrinkage * deviation
+        value = float(loss / papers + 0.5 * shrinkage * (deviation.astype(np.float64) ** 2).sum())
         gradient = np.concatenate([grad_weights.ravel(), residual.sum(axis=0)])
         return value, gradient.astype(np.float64)
 

@@ -183,6 +183,7 @@ def jsonl_gz(papers: list[data.Paper]) -> bytes:
 
 
 def years_of(papers: list[data.Paper]) -> list[int | None]:
+    """Each paper's year, None where its date is unknown: what the year prior reads."""
     return [paper.date.year if paper.date else None for paper in papers]
 
 
