@@ -30,7 +30,7 @@ from lambda_handler.manifest import (
 )
 from lambda_handler.text import Tokenizer
 from lambda_handler.tfidf import TfidfScorer, load_arrays
-from lambda_handler.year_prior import YearPrior, parse_year
+from lambda_handler.year_prior import YearPrior, parse_paper_date
 
 KERAS_MODEL_FILE = "lstm.keras"
 TEST_SPLIT_FILE = "test_split.jsonl.gz"
@@ -248,10 +248,10 @@ def _paper(line: str, where: str) -> Paper:
     primary, date = record.get("primary"), record.get("date")
     if not isinstance(primary, str | None):
         raise ExportError(f"{where}: primary must be a category code")
-    year = parse_year(date)
-    if date is not None and year is None:
+    day = parse_paper_date(date) if isinstance(date, str) else None
+    if date is not None and day is None:
         raise ExportError(f"{where}: date must be an ISO date such as 2019-05-01, or null")
-    return Paper(title, abstract, tuple(labels), primary or "", year)
+    return Paper(title, abstract, tuple(labels), primary or "", None if day is None else day.year)
 
 
 def parse_training_data(data: object, path: Path) -> dict[str, object]:

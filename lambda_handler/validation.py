@@ -8,10 +8,9 @@ optional fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 
 from lambda_handler.api import ApiError
-from lambda_handler.year_prior import parse_year
+from lambda_handler.year_prior import EARLIEST_DATE, parse_paper_date
 
 MAX_DOCUMENTS = 64
 MAX_ABSTRACT_CHARS = 20_000
@@ -127,19 +126,19 @@ def parse_document(fields: dict, where: str) -> Document:
 
 
 def parse_date(value: object, where: str) -> int | None:
-    """The year of a paper's `date` (an ISO date up to tomorrow), or None when absent."""
+    """The year of a paper's `date`, read as training reads its files' dates, or None when
+    absent."""
     if value is None:
         return None
-    year = parse_year(value)
-    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
-    if year is None or date.fromisoformat(str(value)) > tomorrow:
+    day = parse_paper_date(value) if isinstance(value, str) else None
+    if day is None:
         raise ApiError(
             400,
             "invalid_date",
-            f"{where}date must be the paper's date as YYYY-MM-DD (such as 2019-05-01), "
-            "no later than tomorrow",
+            f"{where}date must be the paper's date as an ISO date such as 2019-05-01 (a date "
+            f"and time counts as its date), from {EARLIEST_DATE.year} to tomorrow",
         )
-    return year
+    return day.year
 
 
 def _refuse_unknown(fields: dict, allowed: frozenset[str], where: str) -> None:

@@ -10,17 +10,16 @@ table does not cover, is scored as before. The table is fitted in `train/year_pr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
 from lambda_handler.tfidf import load_document
 
 FORMAT_VERSION = 1
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+EARLIEST_DATE = date(1900, 1, 1)  # a `date` outside EARLIEST_DATE..tomorrow is not a paper's date
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,11 +87,15 @@ class YearPrior:
         return cls(tuple(labels), first, shifts)
 
 
-def parse_year(value: object) -> int | None:
-    """The year of an ISO date string `YYYY-MM-DD` that names a real day, else None."""
-    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
-        return None
+def parse_paper_date(raw: str) -> date | None:
+    """A paper's date from an ISO date (`2019-05-01`, or a date and time), or None when it does
+    not parse, has anything after it, or lies outside EARLIEST_DATE..tomorrow (UTC). Training
+    files, the test split, the API, bulk runs and the CLI all read dates with it."""
+    text = raw.strip()
     try:
-        return date.fromisoformat(value).year
+        value = date.fromisoformat(text) if len(text) <= 10 else datetime.fromisoformat(text)
     except ValueError:
         return None
+    day = value.date() if isinstance(value, datetime) else value
+    latest = datetime.now(UTC).date() + timedelta(days=1)
+    return day if EARLIEST_DATE <= day <= latest else None

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import synthetic_rows, write_kaggle_csv
 
+from lambda_handler.year_prior import parse_paper_date
 from train.data import (
     MIN_ABSTRACT_KEY_WORDS,
     DataError,
@@ -20,7 +21,6 @@ from train.data import (
     load_files,
     load_papers,
     multi_hot,
-    parse_date,
     parse_terms,
     prepare,
     read_papers,
@@ -396,6 +396,7 @@ def test_columns_are_found_whatever_their_case(tmp_path):
         ("2019-05-01 10:00", date(2019, 5, 1)),
         ("2019-05-01garbage", None),  # read as 2019-05-01 before: anything after is refused
         ("2019-05-0123", None),
+        ("2019-02-29", None),
         ("201905011234", None),
         ("2099-01-01", None),  # after tomorrow: not a paper's date
         ("0001-01-01", None),
@@ -403,7 +404,7 @@ def test_columns_are_found_whatever_their_case(tmp_path):
     ],
 )
 def test_parse_date_reads_whole_iso_dates_in_range(raw, expected):
-    assert parse_date(raw) == expected
+    assert parse_paper_date(raw) == expected
 
 
 def test_a_file_of_only_duplicates_says_it_added_no_paper(tmp_path):

@@ -36,7 +36,7 @@ from lambda_handler.manifest import FORMAT_VERSION
 from lambda_handler.model import Classifier
 from lambda_handler.text import Tokenizer, pad, shipped_stopwords, words
 from lambda_handler.tfidf import TfidfScorer, ngrams
-from lambda_handler.year_prior import YearPrior, parse_year
+from lambda_handler.year_prior import YearPrior
 from train import lstm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def write_training_run(
     (artifacts / "year_prior.json").write_text(json.dumps(prior.to_document()))
     lstm_scores = lstm.predict(network, [tokenizer.ids(document) for document in documents])
     baseline_scores = baseline.predict_proba(documents)
-    offsets = prior.offsets([parse_year(paper["date"]) for paper in papers])
+    offsets = prior.offsets([int(paper["date"][:4]) if paper["date"] else None for paper in papers])
     np.savez(
         artifacts / "predictions.npz",
         lstm_test=lstm_scores,

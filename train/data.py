@@ -22,13 +22,14 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lambda_handler.files import sha256_file
+from lambda_handler.year_prior import parse_paper_date
 from train.categories import canonical, is_arxiv_category, respelled
 from train.thresholds import FOLDS
 
@@ -43,7 +44,6 @@ MIN_TITLE_KEY_WORDS = 4
 _NOT_ALNUM = re.compile(r"[\W_]+")
 _STRING_LITERAL = re.compile(r"'[^']*'|\"[^\"]*\"")
 _PANDAS_TWIN = re.compile(r"(.+)\.[0-9]+")  # pandas renames a repeated column `terms` to `terms.1`
-EARLIEST_DATE = date(1900, 1, 1)  # a `date` outside EARLIEST_DATE..today is not a paper's date
 
 
 class DataError(Exception):
@@ -211,19 +211,6 @@ def describe_rows(rows: list[int], total: int) -> str:
     return f"data row{'s' if total > 1 else ''} {listed}{more}"
 
 
-def parse_date(raw: str) -> date | None:
-    """An ISO date (`2019-05-01`, or a date and time), or None when it does not parse, has
-    anything after it, or lies outside EARLIEST_DATE..tomorrow (UTC)."""
-    text = raw.strip()
-    try:
-        value = date.fromisoformat(text) if len(text) <= 10 else datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    day = value.date() if isinstance(value, datetime) else value
-    latest = datetime.now(UTC).date() + timedelta(days=1)
-    return day if EARLIEST_DATE <= day <= latest else None
-
-
 def read_papers(path: Path, source: str | None = None) -> FileLoad:
     """Parse one file's rows into papers with canonical arXiv codes; count every drop. Each
     paper's `source` is `source`, by default the file's name."""
@@ -259,7 +246,7 @@ def read_papers(path: Path, source: str | None = None) -> FileLoad:
                 load.unknown_codes[code] += 1
             else:
                 load.dropped_codes[code] += 1
-        paper_date = parse_date(raw_date) if has_date else None
+        paper_date = parse_paper_date(raw_date) if has_date else None
         bad_dates += has_date and paper_date is None
         labels = list(dict.fromkeys(labels))
         load.papers.append(

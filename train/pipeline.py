@@ -31,6 +31,7 @@ from lambda_handler.files import (
 )
 from lambda_handler.labels import Label, LabelSet, float32_decimal
 from lambda_handler.text import OOV_ID, shipped_stopwords, words
+from lambda_handler.year_prior import EARLIEST_DATE
 from train import baseline, confidence, data, ensemble, lstm, thresholds, year_prior
 from train.categories import ALIASES, LEGACY, archive, category_name, is_cs_or_stat
 from train.evaluate import by_field_and_time, evaluate, precision_at_k, subset_scores
@@ -288,7 +289,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
         if counts["rows_unparsable_date"]:
             log(
                 f"  warning: {name}: {counts['rows_unparsable_date']:,} dates are empty, do not "
-                f"parse or lie outside {data.EARLIEST_DATE.year}..tomorrow (an ISO date such as "
+                f"parse or lie outside {EARLIEST_DATE.year}..tomorrow (an ISO date such as "
                 "2019-05-01 is expected); "
                 "those papers are left out of the report's scores by period"
             )
