@@ -110,11 +110,14 @@ def shown(page: Page) -> list[tuple[str, str, bool]]:
     ]
 
 
-def submit(page: Page, title: str, abstract: str, top_k: str = "5", threshold: str = "") -> None:
+def submit(
+    page: Page, title: str, abstract: str, top_k: str = "5", threshold: str = "", date: str = ""
+) -> None:
     page.fill("#title", title)
     page.fill("#abstract", abstract)
     page.fill("#top_k", top_k)
     page.fill("#threshold", threshold)
+    page.fill("#date", date)
     page.click("#submit")
     page.wait_for_selector("#submit:not([disabled])")
 
@@ -140,6 +143,21 @@ def test_the_page_shows_the_apis_answer_for_a_real_abstract(page: Page, shipped_
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-resnet.png"), full_page=True)
     print(f"\nscreenshot: {ARTIFACTS / 'page-resnet.png'}")
+
+
+def test_a_date_reaches_the_api_and_an_empty_one_is_not_sent(page: Page, shipped_server: str):
+    """Shor's paper of 1995 with its date, which the shipped model's year prior covers: the
+    page shows the API's answer for the dated paper, and without a date the undated one."""
+    paper = {"title": SHOR["title"], "abstract": SHOR["abstract"], "top_k": 5}
+    dated = post(shipped_server, {**paper, "date": "1995-08-30"})["results"][0]["labels"]
+    undated = post(shipped_server, paper)["results"][0]["labels"]
+    assert dated != undated  # else this test could not tell them apart
+    submit(page, SHOR["title"], SHOR["abstract"], date=" 1995-08-30 ")
+    assert [code for code, _, marked in shown(page) if marked] == [x["label"] for x in dated]
+    submit(page, SHOR["title"], SHOR["abstract"], date="  ")
+    assert [code for code, _, marked in shown(page) if marked] == [x["label"] for x in undated]
+    submit(page, SHOR["title"], SHOR["abstract"], date="August 1995")
+    assert page.inner_text("#error").endswith("(invalid_date)")
 
 
 def test_top_k_and_threshold_controls_reach_the_api(page: Page, shipped_server: str):
