@@ -34,6 +34,7 @@ from lambda_handler.bulk import (
     TITLE_FIELDS,
     column_for,
     field_count_problem,
+    given_date,
     paper_fields,
 )
 from lambda_handler.service import Service
@@ -116,8 +117,9 @@ def _rows_to_papers(
         title = row.get(title_column) if title_column else None
         paper_id = row.get(id_column) if id_column else None
         fields = {"title": title or "", "abstract": row.get(abstract_column) or ""}
-        if date_column and (row.get(date_column) or "").strip():  # an empty cell: no date
-            fields["date"] = row[date_column]
+        date = given_date(row.get(date_column)) if date_column else None
+        if date is not None:
+            fields["date"] = date
         yield Paper(paper_id or str(number), f"row {number}", fields)
 
 

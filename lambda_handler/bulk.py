@@ -165,9 +165,14 @@ def paper_fields(record: Mapping[object, object]) -> dict[str, object]:
             ("date", DATE_FIELDS),
         )
     }
-    if isinstance(fields["date"], str) and not fields["date"].strip():
-        fields["date"] = None  # an empty CSV cell: no date, as in training
+    fields["date"] = given_date(fields["date"])
     return fields
+
+
+def given_date(value: object) -> object:
+    """A record's `date` as given, or None for an empty or blank one (an empty CSV cell: no
+    date, as in training)."""
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 def record_id(record: object) -> object:

@@ -142,12 +142,12 @@ class Classifier:
     ) -> np.ndarray:
         """The served system's scores `[n, n_labels]`, in input order; each paper's year
         (None: not known) moves them where the model has a year prior that covers it."""
+        if years is not None and len(years) != len(papers):
+            raise ValueError(f"{len(years)} years for {len(papers)} papers")
         lstm = (
             self.predict_lstm([paper.ids for paper in papers]) if self.combiner.uses_lstm else None
         )
         baseline = self.predict_baseline(papers) if self.combiner.uses_baseline else None
-        if years is not None and len(years) != len(papers):
-            raise ValueError(f"{len(years)} years for {len(papers)} papers")
         prior = self.year_prior
         offsets = None if prior is None or years is None else prior.offsets(years)
         return self.combiner.combine(lstm, baseline, offsets)

@@ -42,17 +42,20 @@ class YearPrior:
     def last_year(self) -> int:
         return self.first_year + len(self.shifts) - 1
 
-    def covers(self, year: int | None) -> bool:
-        return year is not None and self.first_year <= year <= self.last_year
-
     def offsets(self, years: Sequence[int | None]) -> np.ndarray | None:
         """Logit offsets `[papers, labels]` for papers of these years (None: unknown), or None
         when no paper's year is covered, so that callers skip the addition."""
-        rows = [i for i, year in enumerate(years) if self.covers(year)]
-        if not rows:
+        first, last = self.first_year, self.last_year
+        covered = [
+            (i, year - first)
+            for i, year in enumerate(years)
+            if year is not None and first <= year <= last
+        ]
+        if not covered:
             return None
+        rows, table_rows = zip(*covered, strict=True)
         offsets = np.zeros((len(years), len(self.labels)), dtype=np.float32)
-        offsets[rows] = self.shifts[[years[i] - self.first_year for i in rows]]  # type: ignore[operator]
+        offsets[list(rows)] = self.shifts[list(table_rows)]
         return offsets
 
     def to_document(self) -> dict[str, object]:

@@ -35,8 +35,8 @@ from export.artifacts import (
     read_papers,
     read_predictions,
 )
-from train.categories import is_cs_or_stat
 from train.data import paper_key
+from train.evaluate import outside_cs_stat
 from train.thresholds import f1_of_counts, predict_sets
 
 FIGURES = ("micro-F1", "macro-F1", "P@1")
@@ -213,7 +213,7 @@ def figure_rows(group: str, point: np.ndarray, resampled: np.ndarray, papers: in
 
 def report(comparison: Comparison, names: list[str], resamples: int, seed: int) -> str:
     """A markdown table: figures per group of papers, and the paired difference if two runs."""
-    outside = np.array([not is_cs_or_stat(code) for code in comparison.primaries])
+    outside = outside_cs_stat(comparison.primaries)
     groups = [("all", np.ones(len(outside), dtype=bool)), ("outside cs/stat", outside)]
     interval = "95% interval of B - A" if len(names) == 2 else "95% interval"
     header = ["papers", "figure", *names, *(["B - A"] if len(names) == 2 else []), interval]

@@ -80,6 +80,11 @@ def subset_scores(
     }
 
 
+def outside_cs_stat(primaries: list[str]) -> np.ndarray:
+    """Which papers' primary category lies outside cs and stat, as a boolean array."""
+    return ~np.array([is_cs_or_stat(code) for code in primaries], dtype=bool)
+
+
 def by_field_and_time(
     targets: np.ndarray,
     probabilities: np.ndarray,
@@ -100,7 +105,7 @@ def by_field_and_time(
     file's papers that carry one of them are also scored on those labels only: the papers and
     labels of such a model's own test split, since a paper's split depends only on its text."""
     archives = np.array([archive(code) for code in primaries])
-    outside = ~np.array([is_cs_or_stat(code) for code in primaries], dtype=bool)
+    outside = outside_cs_stat(primaries)
     result: dict[str, object] = {
         "outside_cs_stat": subset_scores(targets, probabilities, predicted, outside),
         "by_archive": {},

@@ -33,8 +33,14 @@ from lambda_handler.labels import Label, LabelSet, float32_decimal
 from lambda_handler.text import OOV_ID, shipped_stopwords, words
 from lambda_handler.year_prior import EARLIEST_DATE
 from train import baseline, confidence, data, ensemble, lstm, thresholds, year_prior
-from train.categories import ALIASES, LEGACY, archive, category_name, is_cs_or_stat
-from train.evaluate import by_field_and_time, evaluate, precision_at_k, subset_scores
+from train.categories import ALIASES, LEGACY, archive, category_name
+from train.evaluate import (
+    by_field_and_time,
+    evaluate,
+    outside_cs_stat,
+    precision_at_k,
+    subset_scores,
+)
 from train.report import render_reports
 
 SPLITS = ("train", "val", "test")
@@ -194,7 +200,7 @@ def without_years(
     """The served system's test figures when no paper's year is given, as for a caller that
     sends none: what the year prior adds is the difference."""
     predicted = thresholds.predict_sets(scores, chosen)
-    outside = ~np.array([is_cs_or_stat(code) for code in primaries], dtype=bool)
+    outside = outside_cs_stat(primaries)
     return {
         "micro_f1": thresholds.micro_f1(targets, predicted),
         "macro_f1": thresholds.macro_f1(targets, predicted),
