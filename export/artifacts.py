@@ -9,6 +9,7 @@ one line instead of a traceback from deep inside the conversion.
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import json
 from dataclasses import dataclass
@@ -48,7 +49,11 @@ class Paper:
     abstract: str
     labels: tuple[str, ...] = ()
     primary: str = ""  # the first category listed, which the label filter may have dropped
-    year: int | None = None  # of its date, when the data has one
+    date: datetime.date | None = None  # when the data has one
+
+    @property
+    def year(self) -> int | None:
+        return None if self.date is None else self.date.year
 
 
 @dataclass(frozen=True)
@@ -251,7 +256,7 @@ def _paper(line: str, where: str) -> Paper:
     day = parse_paper_date(date) if isinstance(date, str) else None
     if date is not None and day is None:
         raise ExportError(f"{where}: date must be an ISO date such as 2019-05-01, or null")
-    return Paper(title, abstract, tuple(labels), primary or "", None if day is None else day.year)
+    return Paper(title, abstract, tuple(labels), primary or "", day)
 
 
 def parse_training_data(data: object, path: Path) -> dict[str, object]:

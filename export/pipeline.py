@@ -236,28 +236,27 @@ def multi_hot(label_sets: Sequence[Sequence[str]], codes: Sequence[str]) -> np.n
 def measure_end_to_end(
     staging: Path, artifacts: Artifacts, targets: np.ndarray, kept: list[int], batch_size: int
 ) -> tuple[EndToEndReport, Reference]:
-    """Load `staging` as the function does and classify the test papers in request-sized
-    batches; compare with the label sets training predicted for the served system. The first
-    REFERENCE_PAPERS papers and their scores become the reference for the built package."""
+    """Load `staging` as the function does and classify the test papers, with their years, in
+    request-sized batches; compare with the label sets training predicted for the served
+    system. The first REFERENCE_PAPERS papers, their dates and their scores become the
+    reference for the built package."""
     classifier = Classifier.load(staging)
     batch_size = min(batch_size, MAX_DOCUMENTS)  # the function never scores a larger batch
-    encoded = [
-        classifier.encode(artifacts.papers[i].title, artifacts.papers[i].abstract) for i in kept
-    ]
+    papers = [artifacts.papers[i] for i in kept]
+    encoded = [classifier.encode(paper.title, paper.abstract) for paper in papers]
     present = [i for i, paper in enumerate(encoded) if paper is not None]
-    years = [artifacts.papers[i].year for i in kept]
 
-    def score(rows: list[int], dated: bool) -> np.ndarray:
-        """Scores of these papers in request-sized batches, with their years or without."""
+    def score(rows: list[int]) -> np.ndarray:
+        """Scores of these papers, with their years, in request-sized batches from the first."""
         scores = np.zeros((len(rows), len(artifacts.labels)), dtype=np.float32)
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             scores[start : start + len(batch)] = classifier.predict(
-                [encoded[i] for i in batch], [years[i] for i in batch] if dated else None
+                [encoded[i] for i in batch], [papers[i].year for i in batch]
             )
         return scores
 
-    scores = score(present, dated=True)
+    scores = score(present)
     expected_scores = artifacts.predictions["served"][[kept[i] for i in present]]
     expected = predict_sets(expected_scores, artifacts.served_thresholds)
     actual = predict_sets(scores, classifier.thresholds)
@@ -270,13 +269,14 @@ def measure_end_to_end(
     )
     codes = [label.code for label in artifacts.labels]
     sample = present[:REFERENCE_PAPERS]
-    sample_scores = score(sample, dated=False)  # the reference holds no dates
+    sample_scores = score(sample)  # batched as the package test sends them
     reference = Reference(
         model_version=classifier.info.version,
         labels=tuple(codes),
         batch_size=batch_size,
         papers=tuple(
-            (artifacts.papers[kept[i]].title, artifacts.papers[kept[i]].abstract) for i in sample
+            (paper.title, paper.abstract, paper.date.isoformat() if paper.date else None)
+            for paper in (papers[i] for i in sample)
         ),
         scores=sample_scores,
         label_sets=tuple(

@@ -19,7 +19,7 @@ from lambda_handler.files import write_bytes_atomic
 
 REFERENCE_FILE = "served_reference.json.gz"
 REFERENCE_PAPERS = 512
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: each paper carries its date (null when unknown)
 # Scores are stored to 7 decimals (off by at most 5e-8, far below the package test's 1e-5):
 # a third of the size of full float32 digits.
 SCORE_DECIMALS = 7
@@ -36,7 +36,7 @@ class Reference:
     model_version: str
     labels: tuple[str, ...]  # score columns
     batch_size: int  # papers per Classifier.predict call, as in one /classify request
-    papers: tuple[tuple[str, str], ...]  # (title, abstract)
+    papers: tuple[tuple[str, str, str | None], ...]  # (title, abstract, ISO date or None)
     scores: np.ndarray  # [papers, labels]
     label_sets: tuple[tuple[str, ...], ...]  # the function's answer with top_k = all labels
 
@@ -65,7 +65,10 @@ class Reference:
             "model_version": self.model_version,
             "labels": list(self.labels),
             "batch_size": self.batch_size,
-            "papers": [{"title": title, "abstract": abstract} for title, abstract in self.papers],
+            "papers": [
+                {"title": title, "abstract": abstract, "date": date}
+                for title, abstract, date in self.papers
+            ],
             "scores": np.round(self.scores.astype(np.float64), SCORE_DECIMALS).tolist(),
             "label_sets": [list(codes) for codes in self.label_sets],
         }
@@ -87,7 +90,7 @@ class Reference:
                 model_version=str(document["model_version"]),
                 labels=tuple(document["labels"]),
                 batch_size=int(document["batch_size"]),
-                papers=tuple((p["title"], p["abstract"]) for p in document["papers"]),
+                papers=tuple((p["title"], p["abstract"], p["date"]) for p in document["papers"]),
                 scores=np.asarray(document["scores"], dtype=np.float64).reshape(
                     len(document["papers"]), len(document["labels"])
                 ),

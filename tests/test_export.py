@@ -381,14 +381,16 @@ def test_reference_holds_test_papers_with_the_scores_the_function_gives(
         papers = [json.loads(line) for line in lines]
     assert 0 < len(reference.papers) <= REFERENCE_PAPERS
     assert reference.papers == tuple(
-        (p["title"], p["abstract"]) for p in papers[: len(reference.papers)]
+        (p["title"], p["abstract"], p["date"]) for p in papers[: len(reference.papers)]
     )
+    assert any(date for _, _, date in reference.papers)
     assert reference.labels == tuple(label["code"] for label in LABELS)
     assert reference.batch_size == 64
     classifier = Classifier.load(exported)
     for rows in reference.batches():
-        encoded = [classifier.encode(*reference.papers[i]) for i in rows]
-        scores = classifier.predict(encoded)
+        encoded = [classifier.encode(*reference.papers[i][:2]) for i in rows]
+        dates = [reference.papers[i][2] for i in rows]
+        scores = classifier.predict(encoded, [int(d[:4]) if d else None for d in dates])
         expected = reference.scores[rows.start : rows.stop]
         np.testing.assert_allclose(scores, expected, rtol=0, atol=5e-8 + 1e-9)
         for row, codes in zip(scores, reference.label_sets[rows.start : rows.stop], strict=True):

@@ -605,7 +605,11 @@ def small_reference() -> Reference:
         model_version="2026.12.02-0123abcd",
         labels=("cs.CV", "hep-th"),
         batch_size=2,
-        papers=(("A title", "An abstract"), ("", "Another, with ü and 'quotes'"), ("T", "x")),
+        papers=(
+            ("A title", "An abstract", "1995-08-30"),
+            ("", "Another, with ü and 'quotes'", None),
+            ("T", "x", "2026-01-02"),
+        ),
         scores=np.array([[0.1, 0.9], [1 / 3, 2 / 3], [0.5, 4e-8]], dtype=np.float32),
         label_sets=(("hep-th",), ("hep-th", "cs.CV"), ("cs.CV",)),
     )
@@ -627,8 +631,8 @@ def test_reference_round_trips_scores_to_seven_decimals(tmp_path: Path) -> None:
     [
         (None, r"no reference file .*: run python export/run.py"),
         (b"not gzip", r"is not gzipped JSON"),
-        (gzip.compress(b'{"format_version": 9}'), r"is not a format 1 reference file"),
-        (gzip.compress(b'{"format_version": 1, "labels": []}'), r"is malformed: KeyError"),
+        (gzip.compress(b'{"format_version": 1}'), r"is not a format 2 reference file"),
+        (gzip.compress(b'{"format_version": 2, "labels": []}'), r"is malformed: KeyError"),
     ],
 )
 def test_bad_reference_files_fail_in_one_line(

@@ -322,9 +322,15 @@ def test_every_event_gets_its_expected_answer_from_the_built_function(
     )
 
 
-def classify_event(path: Path, papers: list[tuple[str, str]], **options: object) -> Path:
-    """An HTTP API event POSTing `papers` as one batch to /classify, written to `path`."""
-    documents = [{"title": title, "abstract": abstract} for title, abstract in papers]
+def classify_event(
+    path: Path, papers: list[tuple[str, str, str | None]], **options: object
+) -> Path:
+    """An HTTP API event POSTing `papers` (title, abstract, date or None) as one batch to
+    /classify, written to `path`."""
+    documents = [
+        {"title": title, "abstract": abstract, **({"date": date} if date else {})}
+        for title, abstract, date in papers
+    ]
     body = json.dumps({"documents": documents, **options})
     path.write_text(json.dumps(make_events.http_api_v2(path.stem, "POST", "/classify", body)))
     return path
@@ -333,9 +339,9 @@ def classify_event(path: Path, papers: list[tuple[str, str]], **options: object)
 def test_built_package_reproduces_the_scores_the_export_verified(
     function_dir: Path, lambda_python: str, tmp_path: Path
 ):
-    """The export's reference papers through the built handler, on CPython 3.13 with the
-    package's own onnxruntime and numpy: every score within 1e-5 of what the export's
-    end-to-end gate saw, and the same label set for every paper."""
+    """The export's reference papers, with their dates, through the built handler, on CPython
+    3.13 with the package's own onnxruntime and numpy: every score within 1e-5 of what the
+    export's end-to-end gate saw, and the same label set for every paper."""
     reference = Reference.load(REFERENCE)
     manifest = function_dir / "lambda_handler" / "model" / "manifest.json"
     version = json.loads(manifest.read_text())["model"]["version"]
@@ -344,6 +350,8 @@ def test_built_package_reproduces_the_scores_the_export_verified(
         f"bundles {version}: python export/run.py writes both"
     )
     assert len(reference.papers) >= 500
+    dated = sum(date is not None for _, _, date in reference.papers)
+    assert dated > 0, "the reference has no dated paper, so the year prior would go unchecked"
     everything = len(reference.labels)
     events = []
     for number, rows in enumerate(reference.batches()):
@@ -368,6 +376,6 @@ def test_built_package_reproduces_the_scores_the_export_verified(
     differing = [i for i, codes in enumerate(label_sets) if codes != reference.label_sets[i]]
     assert differing == [], f"{len(differing)} papers get another label set, e.g. {differing[:5]}"
     print(
-        f"\n{len(scores)} reference papers on {lambda_python}: max |Δscore| "
+        f"\n{len(scores)} reference papers ({dated} dated) on {lambda_python}: max |Δscore| "
         f"{difference.max():.1e}, the same label set for every paper"
     )
