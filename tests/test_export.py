@@ -28,6 +28,7 @@ from conftest import SERVING_FILES
 from keras import layers
 
 import export.pipeline
+from export.artifacts import MODELS, load_artifacts
 from export.reference import REFERENCE_FILE, REFERENCE_PAPERS, Reference
 from export.run import main
 from lambda_handler.combiner import Combiner
@@ -38,6 +39,7 @@ from lambda_handler.text import Tokenizer, pad, shipped_stopwords, words
 from lambda_handler.tfidf import TfidfScorer, ngrams
 from lambda_handler.year_prior import YearPrior
 from train import lstm
+from train.thresholds import micro_f1, predict_sets
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINED_RULES = {
@@ -357,6 +359,30 @@ def test_manifest_records_files_run_and_toolchain(exported: Path) -> None:
     assert 0 < quantization["lstm_max_abs_diff"] < 0.05  # int8 really differs, but little
     end_to_end = manifest["gates"]["end_to_end"]
     assert end_to_end["papers"] == 39 and end_to_end["label_set_agreement"] >= 0.995
+
+
+def test_both_gates_score_the_served_system_with_the_papers_years(
+    exported: Path, training_run: Path
+) -> None:
+    """The quantization gate's fp32 micro-F1 and the end-to-end gate's are those of training's
+    served scores, which carry the year prior; without the years they would differ."""
+    artifacts = load_artifacts(training_run / "artifacts", training_run / "reports")
+    kept = slice(0, -1)  # the last paper has no content words
+    codes = [label.code for label in artifacts.labels]
+    targets = np.array([[code in p.labels for code in codes] for p in artifacts.papers[kept]])
+    served = artifacts.predictions["served"][kept]
+    dated = micro_f1(targets, predict_sets(served, artifacts.served_thresholds))
+    lstm_scores, baseline_scores = (artifacts.predictions[name][kept] for name in MODELS[:2])
+    undated = micro_f1(
+        targets,
+        predict_sets(
+            artifacts.combiner.combine(lstm_scores, baseline_scores), artifacts.served_thresholds
+        ),
+    )
+    assert undated != pytest.approx(dated, abs=1e-3)  # the fixture's years change the answer
+    gates = json.loads((exported / "manifest.json").read_text())["gates"]
+    assert gates["quantization"]["served_micro_f1_fp32"] == pytest.approx(dated, abs=1e-6)
+    assert gates["end_to_end"]["micro_f1"] == pytest.approx(dated, abs=1e-6)
 
 
 def test_labels_and_tokenizer_follow_the_contract(exported: Path, training_run: Path) -> None:
