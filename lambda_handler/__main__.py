@@ -4,8 +4,8 @@
     python -m lambda_handler --file papers.csv      # columns title/abstract or titles/summaries
     python -m lambda_handler --file papers.jsonl    # one {"title", "abstract"} object a line
 
-An optional `date` (column or field, an ISO date such as 2019-05-01) is the paper's date, as in
-the API.
+An optional `date` (column or field, an ISO date such as 2019-05-01, or a year such as 2019) is
+the paper's date, as in the API.
 
 Each paper goes through the same validation and decision rule as the API (one paper at a time,
 so a paper's scores never depend on the others). Errors are one line on stderr; the exit status

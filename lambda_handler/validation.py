@@ -136,7 +136,8 @@ def parse_date(value: object, where: str) -> int | None:
             400,
             "invalid_date",
             f"{where}date must be the paper's date as an ISO date such as 2019-05-01 (a date "
-            f"and time counts as its date), from {EARLIEST_DATE.year} to tomorrow",
+            f"and time counts as its date, and a year such as 2019 or a month such as 2019-05 "
+            f"as its first day), from {EARLIEST_DATE.year} to tomorrow",
         )
     return day.year
 

@@ -10,6 +10,7 @@ table does not cover, is scored as before. The table is fitted in `train/year_pr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +20,7 @@ import numpy as np
 from lambda_handler.tfidf import load_document
 
 FORMAT_VERSION = 1
+REDUCED_PRECISION = re.compile(r"[0-9]{4}(-[0-9]{2})?")  # 2019, 2019-05
 EARLIEST_DATE = date(1900, 1, 1)  # a `date` outside EARLIEST_DATE..tomorrow is not a paper's date
 
 
@@ -91,12 +93,19 @@ class YearPrior:
 
 
 def parse_paper_date(raw: str) -> date | None:
-    """A paper's date from an ISO date (`2019-05-01`, or a date and time), or None when it does
+    """A paper's date from an ISO date (`2019-05-01`, or a date and time), or from ISO's reduced
+    precision, a year (`2019`) or a year and month (`2019-05`), read as their first day, since
+    catalogues often hold no more and the year prior reads only the year. None when it does
     not parse, has anything after it, or lies outside EARLIEST_DATE..tomorrow (UTC). Training
     files, the test split, the API, bulk runs and the CLI all read dates with it."""
     text = raw.strip()
     try:
-        value = date.fromisoformat(text) if len(text) <= 10 else datetime.fromisoformat(text)
+        if REDUCED_PRECISION.fullmatch(text):
+            value: date = date(int(text[:4]), int(text[5:] or 1), 1)
+        elif len(text) <= 10:
+            value = date.fromisoformat(text)
+        else:
+            value = datetime.fromisoformat(text)
     except ValueError:
         return None
     day = value.date() if isinstance(value, datetime) else value

@@ -22,7 +22,7 @@ from lambda_handler.model import Classifier
 from lambda_handler.service import Service
 from lambda_handler.settings import Settings
 from lambda_handler.tfidf import logit, sigmoid
-from lambda_handler.year_prior import YearPrior
+from lambda_handler.year_prior import YearPrior, parse_paper_date
 from train import year_prior
 from train.ensemble import fit_stacked
 
@@ -210,6 +210,9 @@ def test_the_api_reads_each_papers_date(serving_service, classifier):
     "date",
     [
         "2019-02-29",
+        "2019-13",
+        "2019-5",
+        "201905",
         "2019/05/01",
         "May 2019",
         "",
@@ -228,6 +231,25 @@ def test_a_bad_date_is_a_400_naming_the_field(serving_service, date):
     )
     assert status == 400 and body["error"] == "invalid_date"
     assert body["message"].startswith("documents[1].date must be")
+
+
+@pytest.mark.parametrize("reduced", [f"{YEAR}", f" {YEAR}-06 "])
+def test_a_year_or_a_month_reads_as_its_first_day(serving_service, reduced):
+    """A catalogue that holds only the year (or month) gets the dated answer for that year."""
+    _, day = classify(serving_service, {"abstract": ABSTRACT, "date": f"{YEAR}-01-01"})
+    status, body = classify(serving_service, {"abstract": ABSTRACT, "date": reduced})
+    _, undated = classify(serving_service, {"abstract": ABSTRACT})
+    assert status == 200 and body == day != undated
+
+
+def test_reduced_precision_dates_keep_the_range():
+    this_year = datetime.now(UTC).year
+    assert parse_paper_date(str(this_year)) == datetime(this_year, 1, 1).date()
+    assert (
+        parse_paper_date(str(this_year + 2)) is None
+    )  # next year's 1 January is tomorrow on 31 December
+    assert parse_paper_date("1899") is None and parse_paper_date("1900") is not None
+    assert parse_paper_date("\uff11\uff19\uff19\uff15") is None  # fullwidth: ISO takes ASCII digits
 
 
 def test_tomorrow_is_accepted_for_a_paper_listed_in_another_time_zone(serving_service):

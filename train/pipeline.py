@@ -296,7 +296,7 @@ def run(paths: list[Path], splits: data.Splits, settings: Settings) -> dict[str,
             log(
                 f"  warning: {name}: {counts['rows_unparsable_date']:,} dates are empty, do not "
                 f"parse or lie outside {EARLIEST_DATE.year}..tomorrow (an ISO date such as "
-                "2019-05-01 is expected); "
+                "2019-05-01, or a year such as 2019, is expected); "
                 "those papers are left out of the report's scores by period"
             )
     for key, value in splits.counts.items():
