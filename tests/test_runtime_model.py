@@ -693,7 +693,7 @@ def test_shipped_int8_model_moves_a_paper_little_with_its_batch_mates():
     if classifier.info.to_dict().get("lstm_precision") != "int8":
         pytest.skip("the shipped LSTM is not quantized: it scores a paper alike in any batch")
     reference = Reference.load(REPO / "reports" / REFERENCE_FILE)
-    papers = [p for p in (classifier.encode(*paper) for paper in reference.papers) if p]
+    papers = [p for p in (classifier.encode(t, a) for t, a, _ in reference.papers) if p]
     alone = np.concatenate([classifier.predict([paper]) for paper in papers])
     batched = np.concatenate(
         [classifier.predict(papers[i : i + 32]) for i in range(0, len(papers), 32)]
