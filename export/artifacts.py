@@ -255,7 +255,10 @@ def _paper(line: str, where: str) -> Paper:
         raise ExportError(f"{where}: primary must be a category code")
     day = parse_paper_date(date) if isinstance(date, str) else None
     if date is not None and day is None:
-        raise ExportError(f"{where}: date must be an ISO date such as 2019-05-01, or null")
+        raise ExportError(
+            f"{where}: date must be an ISO date such as 2019-05-01 (or a year such as 2019), "
+            "or null"
+        )
     return Paper(title, abstract, tuple(labels), primary or "", day)
 
 

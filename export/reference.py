@@ -29,6 +29,16 @@ class ReferenceError(ValueError):
     """A reference file that is missing, malformed or inconsistent; one line for the user."""
 
 
+def _paper(record: dict[str, object]) -> tuple[str, str, str | None]:
+    """One reference paper as (title, abstract, date or None), its fields' types checked."""
+    title, abstract, date = record["title"], record["abstract"], record["date"]
+    if not (isinstance(title, str) and isinstance(abstract, str)):
+        raise TypeError("a paper's title and abstract must be strings")
+    if not isinstance(date, str | None):
+        raise TypeError("a paper's date must be a string or null")
+    return title, abstract, date
+
+
 @dataclass(frozen=True)
 class Reference:
     """Papers, in the order and batches the gate scored them, with the function's answers."""
@@ -90,7 +100,7 @@ class Reference:
                 model_version=str(document["model_version"]),
                 labels=tuple(document["labels"]),
                 batch_size=int(document["batch_size"]),
-                papers=tuple((p["title"], p["abstract"], p["date"]) for p in document["papers"]),
+                papers=tuple(_paper(p) for p in document["papers"]),
                 scores=np.asarray(document["scores"], dtype=np.float64).reshape(
                     len(document["papers"]), len(document["labels"])
                 ),

@@ -135,9 +135,9 @@ def parse_date(value: object, where: str) -> int | None:
         raise ApiError(
             400,
             "invalid_date",
-            f"{where}date must be the paper's date as an ISO date such as 2019-05-01 (a date "
-            f"and time counts as its date, and a year such as 2019 or a month such as 2019-05 "
-            f"as its first day), from {EARLIEST_DATE.year} to tomorrow",
+            f"{where}date must be the paper's date as a string: an ISO date such as "
+            f'"2019-05-01" (a date and time counts as its date, and a year such as "2019" or a '
+            f'month such as "2019-05" as its first day), from {EARLIEST_DATE.year} to tomorrow',
         )
     return day.year
 

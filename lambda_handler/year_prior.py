@@ -96,9 +96,12 @@ def parse_paper_date(raw: str) -> date | None:
     """A paper's date from an ISO date (`2019-05-01`, or a date and time), or from ISO's reduced
     precision, a year (`2019`) or a year and month (`2019-05`), read as their first day, since
     catalogues often hold no more and the year prior reads only the year. None when it does
-    not parse, has anything after it, or lies outside EARLIEST_DATE..tomorrow (UTC). Training
-    files, the test split, the API, bulk runs and the CLI all read dates with it."""
+    not parse, has anything after it, is an ISO week date (`2019-W01` is 2018-12-31, so it
+    would lend its paper the wrong year), or lies outside EARLIEST_DATE..tomorrow (UTC).
+    Training files, the test split, the API, bulk runs and the CLI all read dates with it."""
     text = raw.strip()
+    if "W" in text.upper():
+        return None
     try:
         if REDUCED_PRECISION.fullmatch(text):
             value: date = date(int(text[:4]), int(text[5:] or 1), 1)

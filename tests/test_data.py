@@ -398,12 +398,22 @@ def test_columns_are_found_whatever_their_case(tmp_path):
         ("2019-05-0123", None),
         ("2019-02-29", None),
         ("201905011234", None),
+        ("2019", date(2019, 1, 1)),  # ISO's reduced precision: its first day
+        (" 2019-05 ", date(2019, 5, 1)),
+        ("2019-13", None),
+        ("2019-5", None),
+        ("201905", None),
+        ("1899", None),
+        ("\uff11\uff19\uff19\uff15", None),  # fullwidth digits: ISO takes ASCII ones
+        ("2019-W01", None),  # an ISO week date: 2018-12-31, the wrong year for the prior
+        ("2019W011", None),
+        ("2019-W01-1T10:00", None),
         ("2099-01-01", None),  # after tomorrow: not a paper's date
         ("0001-01-01", None),
         ("", None),
     ],
 )
-def test_parse_date_reads_whole_iso_dates_in_range(raw, expected):
+def test_parse_date_reads_iso_dates_years_and_months_in_range(raw, expected):
     assert parse_paper_date(raw) == expected
 
 

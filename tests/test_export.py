@@ -722,7 +722,8 @@ def without(relative: str) -> Callable[[Path], None]:
         ),
         (
             rewrite_test_split(lambda paper: {**paper, "date": "2019-13-01"}),
-            r"\S+/test_split.jsonl.gz line 1: date must be an ISO date such as 2019-05-01, or null",
+            r"\S+/test_split.jsonl.gz line 1: date must be an ISO date such as 2019-05-01 "
+            r"\(or a year such as 2019\), or null",
         ),
         (
             without("artifacts/baseline.npz"),

@@ -633,6 +633,22 @@ def test_reference_round_trips_scores_to_seven_decimals(tmp_path: Path) -> None:
         (b"not gzip", r"is not gzipped JSON"),
         (gzip.compress(b'{"format_version": 1}'), r"is not a format 2 reference file"),
         (gzip.compress(b'{"format_version": 2, "labels": []}'), r"is malformed: KeyError"),
+        (
+            gzip.compress(
+                json.dumps(
+                    {
+                        "format_version": 2,
+                        "model_version": "v",
+                        "labels": ["cs.CV"],
+                        "batch_size": 1,
+                        "papers": [{"title": "t", "abstract": "a", "date": 2019}],
+                        "scores": [[0.5]],
+                        "label_sets": [["cs.CV"]],
+                    }
+                ).encode()
+            ),
+            r"is malformed: TypeError: a paper's date must be a string or null",
+        ),
     ],
 )
 def test_bad_reference_files_fail_in_one_line(

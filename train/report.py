@@ -195,7 +195,7 @@ def breakdown_section(breakdown: dict, unparsable_dates: int = 0) -> list[str]:
         lines += [
             "No scores by period: no test paper has a date that parses "
             f"({unparsable_dates:,} of the input's dates are empty or do not parse; an ISO "
-            "date such as 2019-05-01 is expected).",
+            "date such as 2019-05-01, or a year such as 2019, is expected).",
             "",
         ]
     if "by_file" in breakdown:
