@@ -246,11 +246,10 @@ def test_a_year_or_a_month_reads_as_its_first_day(serving_service, reduced):
 def test_a_year_is_a_date_up_to_tomorrow():
     """This year is a paper's year; next year's only on 31 December, when its 1 January is
     tomorrow (UTC) somewhere."""
-    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
-    this_year = tomorrow.year if tomorrow.month > 1 or tomorrow.day > 1 else tomorrow.year - 1
-    assert parse_paper_date(str(this_year)) == datetime(this_year, 1, 1).date()
-    next_year = parse_paper_date(str(this_year + 1))
-    assert (next_year is not None) == (tomorrow.year > this_year)
+    today = datetime.now(UTC).date()
+    assert parse_paper_date(str(today.year)) == today.replace(month=1, day=1)
+    next_year = parse_paper_date(str(today.year + 1))
+    assert (next_year is not None) == ((today + timedelta(days=1)).year > today.year)
 
 
 def test_tomorrow_is_accepted_for_a_paper_listed_in_another_time_zone(serving_service):
