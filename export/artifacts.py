@@ -66,12 +66,13 @@ class Artifacts:
     papers: tuple[Paper, ...]
     training_data: dict[str, object]
     metrics: dict[str, dict[str, object]]
-    baseline_files: dict[str, bytes]  # copied verbatim into the model directory
-    combiner_files: dict[str, bytes]
+    # Written verbatim into the model directory: the baseline's, the combiner's and (when the
+    # run has one) the year prior's files, by name.
+    copied_files: dict[str, bytes]
     baseline: TfidfScorer
     combiner: Combiner
     predictions: dict[str, np.ndarray]  # training's test-split scores: lstm, baseline, served
-    year_prior: YearPrior | None = None  # with its file's bytes in combiner_files
+    year_prior: YearPrior | None = None
 
     def offsets(self) -> np.ndarray | None:
         """The test papers' year offsets, as training added them to the served scores."""
@@ -109,25 +110,26 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
             f"{reports_dir / METRICS_FILE} is from another training run than {artifacts_dir} "
             f"(its data or run_id differ from {DATA_FILE}); pass the --reports of that run"
         )
-    baseline_files = read_files(artifacts_dir, (BASELINE_FILE, BASELINE_WEIGHTS_FILE))
-    combiner_files = read_files(artifacts_dir, (COMBINER_FILE,))
+    copied_files = read_files(artifacts_dir, (BASELINE_FILE, BASELINE_WEIGHTS_FILE, COMBINER_FILE))
     for optional in (COMBINER_WEIGHTS_FILE, YEAR_PRIOR_FILE):
         if (artifacts_dir / optional).is_file():
-            combiner_files.update(read_files(artifacts_dir, (optional,)))
+            copied_files.update(read_files(artifacts_dir, (optional,)))
     try:
-        baseline = TfidfScorer.from_files(*baseline_files.values())
+        baseline = TfidfScorer.from_files(
+            copied_files[BASELINE_FILE], copied_files[BASELINE_WEIGHTS_FILE]
+        )
     except ValueError as error:
         raise ExportError(f"{artifacts_dir / BASELINE_FILE}: {error}") from None
     try:
         combiner = Combiner.from_files(
-            combiner_files[COMBINER_FILE], combiner_files.get(COMBINER_WEIGHTS_FILE)
+            copied_files[COMBINER_FILE], copied_files.get(COMBINER_WEIGHTS_FILE)
         )
     except ValueError as error:
         raise ExportError(f"{artifacts_dir / COMBINER_FILE}: {error}") from None
     year_prior = None
-    if YEAR_PRIOR_FILE in combiner_files:
+    if YEAR_PRIOR_FILE in copied_files:
         try:
-            year_prior = YearPrior.from_bytes(combiner_files[YEAR_PRIOR_FILE])
+            year_prior = YearPrior.from_bytes(copied_files[YEAR_PRIOR_FILE])
         except ValueError as error:
             raise ExportError(f"{artifacts_dir / YEAR_PRIOR_FILE}: {error}") from None
     codes = tuple(label.code for label in labels)
@@ -158,8 +160,7 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
         papers=papers,
         training_data=parse_training_data(training_data, artifacts_dir / DATA_FILE),
         metrics=metrics,
-        baseline_files=baseline_files,
-        combiner_files=combiner_files,
+        copied_files=copied_files,
         baseline=baseline,
         combiner=combiner,
         predictions=predictions,

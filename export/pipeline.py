@@ -157,7 +157,7 @@ def export_model(
         write_bytes_atomic(staging / MODEL_FILE, served_bytes)
         artifacts.tokenizer.save(staging / TOKENIZER_FILE)
         write_json_atomic(staging / LABELS_FILE, artifacts.label_set.to_document())
-        for name, blob in {**artifacts.baseline_files, **artifacts.combiner_files}.items():
+        for name, blob in artifacts.copied_files.items():
             write_bytes_atomic(staging / name, blob)
         gates = {
             "parity": parity.to_dict(),
