@@ -29,6 +29,7 @@ from lambda_handler.manifest import (
     TOKENIZER_FILE,
     YEAR_PRIOR_FILE,
 )
+from lambda_handler.model import ComponentError, parse_components
 from lambda_handler.text import Tokenizer
 from lambda_handler.tfidf import TfidfScorer, load_arrays
 from lambda_handler.year_prior import YearPrior, parse_paper_date
@@ -115,23 +116,9 @@ def load_artifacts(artifacts_dir: str | Path, reports_dir: str | Path) -> Artifa
         if (artifacts_dir / optional).is_file():
             copied_files.update(read_files(artifacts_dir, (optional,)))
     try:
-        baseline = TfidfScorer.from_files(
-            copied_files[BASELINE_FILE], copied_files[BASELINE_WEIGHTS_FILE]
-        )
-    except ValueError as error:
-        raise ExportError(f"{artifacts_dir / BASELINE_FILE}: {error}") from None
-    try:
-        combiner = Combiner.from_files(
-            copied_files[COMBINER_FILE], copied_files.get(COMBINER_WEIGHTS_FILE)
-        )
-    except ValueError as error:
-        raise ExportError(f"{artifacts_dir / COMBINER_FILE}: {error}") from None
-    year_prior = None
-    if YEAR_PRIOR_FILE in copied_files:
-        try:
-            year_prior = YearPrior.from_bytes(copied_files[YEAR_PRIOR_FILE])
-        except ValueError as error:
-            raise ExportError(f"{artifacts_dir / YEAR_PRIOR_FILE}: {error}") from None
+        baseline, combiner, year_prior = parse_components(copied_files)
+    except ComponentError as error:
+        raise ExportError(f"{artifacts_dir / error.files[0]}: {error}") from None
     codes = tuple(label.code for label in labels)
     if (
         combiner.labels != codes

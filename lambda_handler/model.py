@@ -9,7 +9,7 @@ load, so a request only tokenizes, runs the graph, a sparse dot product and a sm
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -95,21 +95,9 @@ class Classifier:
         tokenizer = parse_tokenizer(blobs[TOKENIZER_FILE])
         session = open_session(blobs[MODEL_FILE], threads)
         try:
-            baseline = TfidfScorer.from_files(blobs[BASELINE_FILE], blobs[BASELINE_WEIGHTS_FILE])
-        except ValueError as error:
-            raise ModelError(f"{BASELINE_FILE}/{BASELINE_WEIGHTS_FILE}: {error}") from None
-        weights = blobs.get(COMBINER_WEIGHTS_FILE)
-        try:
-            combiner = Combiner.from_files(blobs[COMBINER_FILE], weights)
-        except ValueError as error:
-            files = COMBINER_FILE if weights is None else f"{COMBINER_FILE}/{COMBINER_WEIGHTS_FILE}"
-            raise ModelError(f"{files}: {error}") from None
-        year_prior = None
-        if YEAR_PRIOR_FILE in blobs:
-            try:
-                year_prior = YearPrior.from_bytes(blobs[YEAR_PRIOR_FILE])
-            except ValueError as error:
-                raise ModelError(f"{YEAR_PRIOR_FILE}: {error}") from None
+            baseline, combiner, year_prior = parse_components(blobs)
+        except ComponentError as error:
+            raise ModelError(f"{'/'.join(error.files)}: {error}") from None
         classifier = cls(
             info=ModelInfo(manifest.name, manifest.version, tuple(manifest.served.items())),
             labels=label_set.labels,
@@ -269,6 +257,44 @@ class Classifier:
                 )
             if not np.all((scores >= 0.0) & (scores <= 1.0)):
                 raise ModelError("model.onnx gives scores outside [0, 1] (or NaN)")
+
+
+class Components(NamedTuple):
+    """The scorers beside the LSTM: the baseline, the combiner and the optional year prior."""
+
+    baseline: TfidfScorer
+    combiner: Combiner
+    year_prior: YearPrior | None
+
+
+class ComponentError(ValueError):
+    """A component whose files do not parse; `files` names them, the message says why."""
+
+    def __init__(self, files: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.files = files
+
+
+def parse_components(blobs: Mapping[str, bytes]) -> Components:
+    """The components from their files' bytes by name, as a model directory and a training
+    run's artifacts both hold them (combiner.npz and year_prior.json only where present)."""
+    try:
+        baseline = TfidfScorer.from_files(blobs[BASELINE_FILE], blobs[BASELINE_WEIGHTS_FILE])
+    except ValueError as error:
+        raise ComponentError((BASELINE_FILE, BASELINE_WEIGHTS_FILE), str(error)) from None
+    weights = blobs.get(COMBINER_WEIGHTS_FILE)
+    try:
+        combiner = Combiner.from_files(blobs[COMBINER_FILE], weights)
+    except ValueError as error:
+        files = (COMBINER_FILE,) if weights is None else (COMBINER_FILE, COMBINER_WEIGHTS_FILE)
+        raise ComponentError(files, str(error)) from None
+    year_prior = None
+    if YEAR_PRIOR_FILE in blobs:
+        try:
+            year_prior = YearPrior.from_bytes(blobs[YEAR_PRIOR_FILE])
+        except ValueError as error:
+            raise ComponentError((YEAR_PRIOR_FILE,), str(error)) from None
+    return Components(baseline, combiner, year_prior)
 
 
 def word_id_table(tokenizer: Tokenizer, baseline: TfidfScorer) -> np.ndarray | None:
